@@ -1,0 +1,19 @@
+//! # hissaback-actors
+//!
+//! The long-lived, stateful parts of hissaback, each a supervised actix actor:
+//!
+//! - [`key_usage`]: batches "this API key was just used" notes from the request path and
+//!   writes `last_used_at` in one store call per flush, never one write per request.
+//!
+//! Later issues add the rate limiter, campaign registry, webhook dispatcher and the stream
+//! consumers here, each in a folder of its own (`mod.rs` for state and plain methods,
+//! `handlers.rs` for message handlers).
+//!
+//! An actor that needs storage declares it as a trait in [`ports`]; the service implements
+//! those traits once per store backend and hands them over at start, so this crate never
+//! depends on a database driver.
+
+pub mod key_usage;
+pub mod ports;
+
+pub use key_usage::{KeyUsage, KeyUsageRecorder};

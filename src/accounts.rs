@@ -1,0 +1,152 @@
+//! Affiliate accounts and their API keys: creation, key issue, rotation and revocation.
+//!
+//! The admin routes and `hissaback demo` both go through these functions, so the demo's
+//! key is made exactly like a real one.
+
+use crate::domain::{KeyKind, PlainApiKey, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{AffiliateRecord, ApiKeyRecord, RatePlan, Sequence, UserRecord};
+use chrono::{Duration, Utc};
+
+/// What a new affiliate is made of (already validated).
+pub struct NewAffiliate {
+    pub name: String,
+    pub email: String,
+    pub active: bool,
+    pub blog_approved: bool,
+    /// `None`: no linked user; `Some((name, email))`: a user with these details.
+    pub user: Option<(String, String)>,
+}
+
+pub async fn create_affiliate(state: &AppState, new: NewAffiliate) -> Result<AffiliateRecord, ApiError> {
+    let id = state.store.next_id(Sequence::Affiliate).await?;
+    let user = match new.user {
+        Some((name, email)) => Some(UserRecord { id: state.store.next_id(Sequence::User).await?, name, email }),
+        None => None,
+    };
+    let now = Utc::now();
+    let affiliate = AffiliateRecord {
+        id,
+        name: new.name,
+        email: new.email,
+        active: new.active,
+        blog_approved: new.blog_approved,
+        user,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.put_affiliate(&affiliate).await?;
+    Ok(affiliate)
+}
+
+/// A new user record for an affiliate that had none, or the same id with new details.
+pub async fn link_user(
+    state: &AppState,
+    existing: Option<&UserRecord>,
+    name: String,
+    email: String,
+) -> Result<UserRecord, ApiError> {
+    let id = match existing {
+        Some(u) => u.id,
+        None => state.store.next_id(Sequence::User).await?,
+    };
+    Ok(UserRecord { id, name, email })
+}
+
+/// What a new key is made of (already validated).
+pub struct NewKey {
+    pub kind: KeyKind,
+    pub scopes: Vec<Scope>,
+    pub allowed_brand_ids: Vec<u64>,
+    pub allowed_offer_ids: Vec<u64>,
+    pub rate_limit: Option<RatePlan>,
+}
+
+/// A key as just issued: its record and the plain key, which is never available again.
+pub struct IssuedKey {
+    pub record: ApiKeyRecord,
+    pub plain: PlainApiKey,
+}
+
+pub async fn issue_key(state: &AppState, affiliate_id: u64, new: NewKey) -> Result<IssuedKey, ApiError> {
+    let plain = PlainApiKey::generate(new.kind);
+    let defaults = state.settings.auth.default_rate_limit;
+    let record = ApiKeyRecord {
+        id: state.store.next_id(Sequence::ApiKey).await?,
+        affiliate_id,
+        kind: new.kind,
+        prefix: plain.display_prefix(),
+        hash: state.hasher.hash(&plain),
+        scopes: Scope::canonical(new.scopes),
+        allowed_brand_ids: new.allowed_brand_ids,
+        allowed_offer_ids: new.allowed_offer_ids,
+        rate_limit: new.rate_limit.unwrap_or(RatePlan { per_minute: defaults.per_minute, burst: defaults.burst }),
+        created_at: Utc::now(),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+        rotated_to: None,
+    };
+    state.store.put_key(&record).await?;
+    Ok(IssuedKey { record, plain })
+}
+
+async fn existing_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, ApiError> {
+    state
+        .store
+        .key_by_id(key_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key not found."))
+}
+
+/// Issues a successor with the same kind, scopes, restrictions and rate plan; the old key
+/// keeps working for `grace_seconds` (0: stops at once).
+pub async fn rotate_key(state: &AppState, key_id: u64, grace_seconds: u64) -> Result<(IssuedKey, ApiKeyRecord), ApiError> {
+    let mut old = existing_key(state, key_id).await?;
+    if old.revoked_at.is_some() {
+        return Err(ApiError::conflict("API key is revoked."));
+    }
+    if old.rotated_to.is_some() {
+        return Err(ApiError::conflict("API key has already been rotated."));
+    }
+    let issued = issue_key(
+        state,
+        old.affiliate_id,
+        NewKey {
+            kind: old.kind,
+            scopes: old.scopes.clone(),
+            allowed_brand_ids: old.allowed_brand_ids.clone(),
+            allowed_offer_ids: old.allowed_offer_ids.clone(),
+            rate_limit: Some(old.rate_limit),
+        },
+    )
+    .await?;
+    let grace = Duration::seconds(i64::try_from(grace_seconds).unwrap_or(i64::MAX).min(i64::from(i32::MAX)));
+    old.expires_at = Some(Utc::now() + grace);
+    old.rotated_to = Some(issued.record.id);
+    state.store.put_key(&old).await?;
+    Ok((issued, old))
+}
+
+/// Revokes a key at once; revoking a revoked key changes nothing.
+pub async fn revoke_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, ApiError> {
+    let mut key = existing_key(state, key_id).await?;
+    if key.revoked_at.is_none() {
+        key.revoked_at = Some(Utc::now());
+        state.store.put_key(&key).await?;
+    }
+    Ok(key)
+}
+
+pub async fn get_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, ApiError> {
+    existing_key(state, key_id).await
+}
+
+pub async fn get_affiliate(state: &AppState, id: u64) -> Result<AffiliateRecord, ApiError> {
+    state
+        .store
+        .get_affiliate(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Affiliate not found."))
+}

@@ -1,0 +1,201 @@
+//! Authentication and authorisation.
+//!
+//! [`Authenticated`] resolves the acting affiliate from an API key sent in any of the
+//! seed's three transports (in this order: `Authorization: Bearer`, `X-Affiliate-Api-Key`,
+//! `?api_key=`), with the seed's exact 401 messages. Handlers then ask for the scope they
+//! need with [`Authenticated::require`]. [`Admin`] guards the admin API with its bearer token.
+//!
+//! No credential is cached: a revoked key fails on the very next request.
+
+use crate::domain::{PlainApiKey, Scope};
+use crate::error::{messages, ApiError};
+use crate::state::AppState;
+use crate::store::{AffiliateRecord, ApiKeyRecord};
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use chrono::Utc;
+use futures_util::future::LocalBoxFuture;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+/// The custom header of the seed.
+pub const KEY_HEADER: &str = "X-Affiliate-Api-Key";
+
+/// Who is calling: the affiliate and the key it used.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub affiliate: AffiliateRecord,
+    pub key: ApiKeyRecord,
+}
+
+impl Authenticated {
+    /// 403 "Insufficient scope." unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.key.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::insufficient_scope())
+        }
+    }
+
+    /// Approval-gated scopes the affiliate cannot use yet (the seed's `restrictions`).
+    pub fn restrictions(&self) -> Vec<Scope> {
+        Scope::APPROVAL_GATED
+            .into_iter()
+            .filter(|s| match s {
+                Scope::BlogsManage => !self.affiliate.blog_approved,
+                _ => false,
+            })
+            .collect()
+    }
+}
+
+/// The plain key from the first transport that carries a non-empty one.
+fn presented_key(req: &HttpRequest) -> Option<String> {
+    let bearer = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let header = || {
+        req.headers()
+            .get(KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    let query = || {
+        url::form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "api_key")
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    bearer.or_else(header).or_else(query)
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
+pub fn bearer_token(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+}
+
+async fn authenticate(state: web::Data<AppState>, raw: Option<String>) -> Result<Authenticated, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::unauthenticated(messages::KEY_MISSING))?;
+    let plain = PlainApiKey::parse(&raw).ok_or_else(|| ApiError::unauthenticated(messages::KEY_INVALID))?;
+    let key = state
+        .store
+        .key_by_hash(&state.hasher.hash(&plain))
+        .await?
+        .filter(|k| k.is_usable_at(Utc::now()))
+        .ok_or_else(|| ApiError::unauthenticated(messages::KEY_INVALID))?;
+    let affiliate = state
+        .store
+        .get_affiliate(key.affiliate_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated(messages::AFFILIATE_NOT_RESOLVED))?;
+    if !affiliate.active {
+        return Err(ApiError::unauthenticated(messages::AFFILIATE_INACTIVE));
+    }
+    state.key_usage.used(key.id);
+    Ok(Authenticated { affiliate, key })
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let raw = presented_key(req);
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
+            let result = authenticate(state.clone(), raw).await;
+            match &result {
+                Ok(auth) => {
+                    req.extensions_mut().insert(auth.clone());
+                }
+                Err(e) if e.code() == "unauthenticated" => state.metrics.auth_failures.with_label_values(&["api_key"]).inc(),
+                Err(_) => {}
+            }
+            result
+        })
+    }
+}
+
+/// The admin API's caller: proof that the admin bearer token was presented.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        std::future::ready(check_admin(req))
+    }
+}
+
+fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
+    let expected = state.admin_token.as_ref().ok_or_else(|| {
+        ApiError::new(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "admin_disabled",
+            "The admin API is disabled: no admin token is configured.",
+        )
+    })?;
+    let fail = |message: &'static str| {
+        state.metrics.auth_failures.with_label_values(&["admin"]).inc();
+        ApiError::unauthenticated(message)
+    };
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .ok_or_else(|| fail("Admin token is missing."))?;
+    // Comparing digests keeps the comparison's timing independent of the token's content.
+    let same = Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.expose_secret().as_bytes());
+    if same {
+        Ok(Admin)
+    } else {
+        Err(fail("Admin token is invalid."))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn bearer_tokens_are_parsed_strictly() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc".into()));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc".into()));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn transports_are_tried_in_order_and_blank_ones_skipped() {
+        let req = TestRequest::default()
+            .insert_header((AUTHORIZATION, "Bearer first"))
+            .insert_header((KEY_HEADER, "second"))
+            .uri("/x?api_key=third")
+            .to_http_request();
+        assert_eq!(presented_key(&req), Some("first".into()));
+        let req = TestRequest::default()
+            .insert_header((AUTHORIZATION, "Basic zzz"))
+            .insert_header((KEY_HEADER, " "))
+            .uri("/x?api_key=third")
+            .to_http_request();
+        assert_eq!(presented_key(&req), Some("third".into()));
+        assert_eq!(presented_key(&TestRequest::default().to_http_request()), None);
+    }
+}

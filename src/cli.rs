@@ -1,0 +1,58 @@
+//! The command line: `hissaback serve`, `hissaback demo`, `hissaback migrate`.
+
+use crate::configuration::{Settings, StoreBackend};
+use crate::startup::Application;
+use crate::{demo, store, telemetry};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "hissaback", version, about = "API-only affiliate and partner backend")]
+pub struct Cli {
+    /// TOML configuration file (default: ./hissaback.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the API with the configured backends.
+    Serve,
+    /// Serve with a demo data set, printing a working API key and example calls.
+    Demo,
+    /// Create what the configured backends need (schema, tables, topics), then exit.
+    Migrate,
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    let settings = Settings::load(cli.config.as_deref())?;
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Demo => demo::run(settings).await,
+            Command::Migrate => migrate(settings).await,
+        }
+    })
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    tracing::info!(url = %app.state().public_base_url, port = app.port(), "hissaback serving");
+    app.run_until_stopped().await
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    store::open(&settings).await?;
+    match settings.store.backend {
+        StoreBackend::Embedded => println!(
+            "embedded store ready in {} (schema created on start; nothing else to migrate)",
+            settings.store.data_dir.display()
+        ),
+        StoreBackend::Scylla => println!("scylla keyspace `{}` ready", settings.store.scylla.keyspace),
+    }
+    Ok(())
+}

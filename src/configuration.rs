@@ -1,0 +1,282 @@
+//! Configuration: compiled-in defaults (`configuration/defaults.toml`), then an optional TOML
+//! file, then `HISSABACK_*` environment variables, validated once at start.
+//!
+//! The flat variables of the design's contract (`HISSABACK_LISTEN`, `HISSABACK_DATA_DIR`, ...)
+//! map to their fields below; any field can also be set as `HISSABACK_<SECTION>__<FIELD>`
+//! (e.g. `HISSABACK_AUTH__LAST_USED_FLUSH_MS=200`). Other `HISSABACK_` variables are ignored,
+//! so tooling may use the prefix freely.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const DEFAULTS: &str = include_str!("../configuration/defaults.toml");
+
+/// The flat environment variables of the contract and the field each one sets.
+const FLAT_ENV: &[(&str, &str)] = &[
+    ("listen", "server.listen"),
+    ("public_base_url", "server.public_base_url"),
+    ("data_dir", "store.data_dir"),
+    ("admin_token", "admin.token"),
+    ("store_backend", "store.backend"),
+    ("scylla_nodes", "store.scylla.nodes"),
+    ("scylla_keyspace", "store.scylla.keyspace"),
+    ("events_backend", "events.backend"),
+    ("kafka_brokers", "events.kafka.brokers"),
+    ("kafka_topic_prefix", "events.kafka.topic_prefix"),
+];
+
+/// Everything the service reads at start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub admin: AdminSettings,
+    pub store: StoreSettings,
+    pub events: EventsSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port to serve on (`HISSABACK_LISTEN`); port 0 picks a free port.
+    pub listen: String,
+    /// Base of product, link and click URLs (`HISSABACK_PUBLIC_BASE_URL`); empty means
+    /// `http://` + the bound address.
+    pub public_base_url: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body accepted; larger bodies answer 413.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Bearer token of the admin API (`HISSABACK_ADMIN_TOKEN`); unset disables the admin API.
+    pub token: Option<SecretString>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in `data_dir`: one machine, no servers.
+    Embedded,
+    /// ScyllaDB (or Apache Cassandra) through the `scylla` driver.
+    Scylla,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `HISSABACK_STORE_BACKEND`.
+    pub backend: StoreBackend,
+    /// Embedded store and embedded topic data (`HISSABACK_DATA_DIR`).
+    pub data_dir: PathBuf,
+    pub scylla: ScyllaSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScyllaSettings {
+    /// CQL contact points (`HISSABACK_SCYLLA_NODES`, comma-separated in the environment).
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub nodes: Vec<String>,
+    /// `HISSABACK_SCYLLA_KEYSPACE`.
+    pub keyspace: String,
+    /// Replication factor `hissaback migrate` creates the keyspace with (SimpleStrategy).
+    pub replication_factor: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsBackend {
+    /// Durable topic logs inside the embedded store.
+    Embedded,
+    /// Apache Kafka through `rdkafka`.
+    Kafka,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSettings {
+    /// `HISSABACK_EVENTS_BACKEND`.
+    pub backend: EventsBackend,
+    pub kafka: KafkaSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers (`HISSABACK_KAFKA_BROKERS`).
+    pub brokers: String,
+    /// Prefix of every topic name (`HISSABACK_KAFKA_TOPIC_PREFIX`).
+    pub topic_prefix: String,
+    /// Partitions `hissaback migrate` creates each topic with.
+    pub partitions: i32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Server-side pepper for API key hashes. Unset: kept in `<data_dir>/pepper`, created once.
+    /// Every instance sharing a store must use the same pepper.
+    pub pepper: Option<SecretString>,
+    /// How often the key-usage recorder writes `last_used_at`.
+    pub last_used_flush_ms: u64,
+    /// Default grace window of a key rotation.
+    pub rotation_grace_seconds: u64,
+    /// Rate plan of keys issued without one.
+    pub default_rate_limit: RatePlanSettings,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatePlanSettings {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+    })
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then `path` (or `./hissaback.toml` when it exists), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Invalid(format!("config file {} does not exist", p.display())));
+                }
+                figment = figment.merge(Toml::file(p));
+            }
+            None => figment = figment.merge(Toml::file("hissaback.toml")),
+        }
+        figment = figment.merge(environment());
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that no two settings contradict each other; the service refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return invalid("server.listen must be an address such as 127.0.0.1:8080");
+        }
+        if !self.server.public_base_url.is_empty() {
+            match url::Url::parse(&self.server.public_base_url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => return invalid("server.public_base_url must be an http(s) URL"),
+            }
+        }
+        if self.server.body_limit_bytes == 0 {
+            return invalid("server.body_limit_bytes must be positive");
+        }
+        if self.auth.default_rate_limit.per_minute == 0 || self.auth.default_rate_limit.burst == 0 {
+            return invalid("auth.default_rate_limit values must be positive");
+        }
+        if self.auth.last_used_flush_ms == 0 {
+            return invalid("auth.last_used_flush_ms must be positive");
+        }
+        if let Some(token) = &self.admin.token {
+            if token.expose_secret().len() < 16 {
+                return invalid("admin.token must be at least 16 characters");
+            }
+        }
+        if self.store.scylla.nodes.is_empty() {
+            return invalid("store.scylla.nodes must name at least one node");
+        }
+        Ok(())
+    }
+}
+
+fn environment() -> Env {
+    Env::prefixed("HISSABACK_").filter_map(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        let key = key.as_str();
+        if let Some((_, field)) = FLAT_ENV.iter().find(|(name, _)| *name == key) {
+            return Some((*field).into());
+        }
+        key.contains("__").then(|| key.replace("__", ".").into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_the_embedded_system_on_8080() {
+        figment::Jail::expect_with(|_jail| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.server.listen, "127.0.0.1:8080");
+            assert_eq!(s.store.backend, StoreBackend::Embedded);
+            assert_eq!(s.events.backend, EventsBackend::Embedded);
+            assert_eq!(s.store.data_dir, PathBuf::from("./data"));
+            assert!(s.admin.token.is_none());
+            assert_eq!(s.auth.default_rate_limit.per_minute, 300);
+            assert_eq!(s.auth.default_rate_limit.burst, 1000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn contract_variables_and_nested_overrides_apply_and_others_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HISSABACK_LISTEN", "0.0.0.0:9000");
+            jail.set_env("HISSABACK_STORE_BACKEND", "scylla");
+            jail.set_env("HISSABACK_SCYLLA_NODES", "10.0.0.1:9042, 10.0.0.2:9042");
+            jail.set_env("HISSABACK_AUTH__LAST_USED_FLUSH_MS", "250");
+            jail.set_env("HISSABACK_SOMETHING_ELSE", "ignored");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.server.listen, "0.0.0.0:9000");
+            assert_eq!(s.store.backend, StoreBackend::Scylla);
+            assert_eq!(s.store.scylla.nodes, vec!["10.0.0.1:9042", "10.0.0.2:9042"]);
+            assert_eq!(s.auth.last_used_flush_ms, 250);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_bad_values_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("custom.toml", "[server]\nlisten = \"127.0.0.1:7000\"\n")?;
+            let s = Settings::load(Some(Path::new("custom.toml"))).unwrap();
+            assert_eq!(s.server.listen, "127.0.0.1:7000");
+            jail.create_file("bad.toml", "[server]\nlisten = \"nowhere\"\n")?;
+            assert!(Settings::load(Some(Path::new("bad.toml"))).is_err());
+            jail.create_file("typo.toml", "[server]\nlisen = \"127.0.0.1:1\"\n")?;
+            assert!(Settings::load(Some(Path::new("typo.toml"))).is_err());
+            assert!(Settings::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

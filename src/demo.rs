@@ -1,0 +1,83 @@
+//! `hissaback demo`: the embedded service with a demo data set, a printed admin token,
+//! a printed API key (made exactly as the admin API makes keys) and example calls.
+//!
+//! Running it again on the same data directory reuses the demo affiliate and issues a
+//! fresh key (plain keys are never stored, so an old one cannot be shown again).
+
+use crate::accounts::{self, NewAffiliate, NewKey};
+use crate::configuration::Settings;
+use crate::domain::{KeyKind, Scope};
+use crate::startup::Application;
+use crate::state::AppState;
+use rand::distr::{Alphanumeric, SampleString};
+use secrecy::ExposeSecret;
+
+const DEMO_AFFILIATE: &str = "demo.affiliate_id";
+
+/// What the demo set up, to print.
+pub struct DemoData {
+    pub affiliate_id: u64,
+    pub api_key: String,
+}
+
+/// Creates (or finds) the demo affiliate and issues it a key holding every scope.
+pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
+    let existing = match state.store.get_setting(DEMO_AFFILIATE).await? {
+        Some(id) => state.store.get_affiliate(id.parse()?).await?,
+        None => None,
+    };
+    let affiliate = match existing {
+        Some(a) => a,
+        None => {
+            let a = accounts::create_affiliate(
+                state,
+                NewAffiliate {
+                    name: "Demo Affiliate".into(),
+                    email: "demo@example.com".into(),
+                    active: true,
+                    blog_approved: true,
+                    user: Some(("Demo Author".into(), "demo@example.com".into())),
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the demo affiliate: {e}"))?;
+            state.store.put_setting(DEMO_AFFILIATE, &a.id.to_string()).await?;
+            a
+        }
+    };
+    let issued = accounts::issue_key(
+        state,
+        affiliate.id,
+        NewKey { kind: KeyKind::Secret, scopes: Scope::ALL.to_vec(), allowed_brand_ids: vec![], allowed_offer_ids: vec![], rate_limit: None },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("issuing the demo key: {e}"))?;
+    Ok(DemoData { affiliate_id: affiliate.id, api_key: issued.plain.expose().to_string() })
+}
+
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    if settings.admin.token.is_none() {
+        let token = format!("hb_admin_{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
+        settings.admin.token = Some(token.into());
+    }
+    let app = Application::build(settings).await?;
+    let state = app.state();
+    let data = seed(&state).await?;
+    let base = &state.public_base_url;
+    let key = &data.api_key;
+    let admin = state.admin_token.as_ref().map(|t| t.expose_secret().to_string()).unwrap_or_default();
+    println!(
+        "\nhissaback demo is serving on {base} (embedded store in {dir})\n\n\
+         Demo affiliate id: {id}\n\
+         API key (every scope; shown once): {key}\n\
+         Admin token: {admin}\n\n\
+         Try:\n  \
+         curl -H \"Authorization: Bearer {key}\" {base}/api/v1/test\n  \
+         curl -H \"X-Affiliate-Api-Key: {key}\" {base}/api/v1/test\n  \
+         curl -H \"Authorization: Bearer {admin}\" {base}/admin/v1/affiliates/{id}/keys\n\n\
+         Stop with Ctrl-C.\n",
+        dir = state.settings.store.data_dir.display(),
+        id = data.affiliate_id,
+    );
+    app.run_until_stopped().await
+}

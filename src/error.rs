@@ -1,0 +1,252 @@
+//! The API's errors, in one visible place.
+//!
+//! Every failure leaves the service in the seeds' envelope:
+//! `{"success": false, "message": "...", "code": "..."}`, plus `errors: {field: [messages]}`
+//! on 422. `code` is stable and machine-readable; `message` is for people and, where a seed
+//! gives one, is the seed's text word for word. Unexpected errors are logged with their
+//! chain and answered as a plain 500 that never leaks internals.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Field name → messages, as in Laravel's validation errors.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Seed messages, word for word.
+pub mod messages {
+    pub const KEY_MISSING: &str = "API key is missing.";
+    pub const KEY_INVALID: &str = "API key is invalid.";
+    pub const AFFILIATE_INACTIVE: &str = "Affiliate account is not active.";
+    pub const AFFILIATE_NOT_RESOLVED: &str = "Affiliate not resolved for the request.";
+    pub const INSUFFICIENT_SCOPE: &str = "Insufficient scope.";
+}
+
+/// An error answer: status, stable code, message and, for validation, field errors.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+    errors: Option<FieldErrors>,
+    source: Option<anyhow::Error>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, code, message: message.into(), errors: None, source: None, retry_after: None }
+    }
+
+    /// 401 `unauthenticated` with one of the seed's messages.
+    pub fn unauthenticated(message: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403 `insufficient_scope`: "Insufficient scope."
+    pub fn insufficient_scope() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "insufficient_scope", messages::INSUFFICIENT_SCOPE)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 400 with a specific code (malformed JSON, bad query string).
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 422 `validation_failed` with field errors; the message is the first error, Laravel style.
+    pub fn validation(errors: FieldErrors) -> Self {
+        let total: usize = errors.values().map(Vec::len).sum();
+        let first = errors
+            .values()
+            .flat_map(|v| v.first())
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "The given data was invalid.".to_string());
+        let message = match total {
+            0 | 1 => first,
+            2 => format!("{first} (and 1 more error)"),
+            n => format!("{first} (and {} more errors)", n - 1),
+        };
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message);
+        e.errors = Some(errors);
+        e
+    }
+
+    /// 422 on one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_string(), vec![message.into()]);
+        Self::validation(errors)
+    }
+
+    /// 500 `internal_error`; the cause is logged, never sent.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error.");
+        e.source = Some(err.into());
+        e
+    }
+
+    /// 503 `unavailable` (a dependency such as the store is unreachable).
+    pub fn unavailable(err: impl Into<anyhow::Error>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable.");
+        e.source = Some(err.into());
+        e.retry_after = Some(1);
+        e
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status.as_u16())
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    success: bool,
+    message: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a FieldErrors>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(source) = &self.source {
+            tracing::error!(code = self.code, error = ?source, "request failed");
+        }
+        let mut res = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
+        res.json(Envelope {
+            success: false,
+            message: &self.message,
+            code: self.code,
+            errors: self.errors.as_ref(),
+        })
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        match err {
+            crate::store::StoreError::Unavailable(e) => ApiError::unavailable(e),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Turns `validator` errors into the field map of a 422.
+pub fn from_validation(errors: &validator::ValidationErrors) -> FieldErrors {
+    let mut out = FieldErrors::new();
+    collect(errors, "", &mut out);
+    out
+}
+
+fn collect(errors: &validator::ValidationErrors, prefix: &str, out: &mut FieldErrors) {
+    use validator::ValidationErrorsKind;
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                let msgs = out.entry(path.clone()).or_default();
+                for e in list {
+                    msgs.push(e.message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| default_message(&path, e)));
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => collect(inner, &path, out),
+            ValidationErrorsKind::List(items) => {
+                for (i, inner) in items {
+                    collect(inner, &format!("{path}.{i}"), out);
+                }
+            }
+        }
+    }
+}
+
+fn default_message(field: &str, e: &validator::ValidationError) -> String {
+    let human = field.replace('_', " ");
+    match e.code.as_ref() {
+        "length" => match e.params.get("max") {
+            Some(max) => format!("The {human} field must not be greater than {max} characters."),
+            None => format!("The {human} field has an invalid length."),
+        },
+        "email" => format!("The {human} field must be a valid email address."),
+        "url" => format!("The {human} field must be a valid URL."),
+        "range" => format!("The {human} field is out of range."),
+        "required" => format!("The {human} field is required."),
+        other => format!("The {human} field is invalid ({other})."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body(e: ApiError) -> serde_json::Value {
+        let res = e.error_response();
+        let bytes = res.into_body().try_into_bytes().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn envelope_has_success_message_and_code() {
+        let v = body(ApiError::unauthenticated(messages::KEY_MISSING));
+        assert_eq!(v, serde_json::json!({"success": false, "message": "API key is missing.", "code": "unauthenticated"}));
+    }
+
+    #[test]
+    fn validation_carries_errors_and_a_laravel_style_message() {
+        let mut errors = FieldErrors::new();
+        errors.insert("email".into(), vec!["The email field is required.".into()]);
+        errors.insert("name".into(), vec!["The name field is required.".into()]);
+        let v = body(ApiError::validation(errors));
+        assert_eq!(v["message"], "The email field is required. (and 1 more error)");
+        assert_eq!(v["code"], "validation_failed");
+        assert_eq!(v["errors"]["name"][0], "The name field is required.");
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let v = body(ApiError::internal(anyhow::anyhow!("disk /secret/path is full")));
+        assert_eq!(v["message"], "Internal server error.");
+        assert!(!v.to_string().contains("secret"));
+    }
+}

@@ -1,0 +1,70 @@
+//! The success side of the seeds' envelope and the shared JSON conventions (timestamps).
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+/// `{"success": true, "data": data}` with the given status.
+pub fn data<T: Serialize>(status: StatusCode, data: T) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "success": true, "data": data }))
+}
+
+/// `{"success": true, "data": data}`, 200.
+pub fn ok<T: Serialize>(value: T) -> HttpResponse {
+    data(StatusCode::OK, value)
+}
+
+/// `{"success": true, "data": data}`, 201.
+pub fn created<T: Serialize>(value: T) -> HttpResponse {
+    data(StatusCode::CREATED, value)
+}
+
+/// ISO 8601 UTC with microseconds, as the seed shows (`2024-06-07T10:15:21.000000Z`).
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(t))
+}
+
+pub fn opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Deserializes a field that distinguishes "absent" (outer `None`, with `#[serde(default)]`)
+/// from "null" (`Some(None)`).
+pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// Trims surrounding white space from a string field as it is read.
+pub fn trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s: String = serde::Deserialize::deserialize(d)?;
+    Ok(s.trim().to_string())
+}
+
+/// Like [`trimmed`], for optional fields.
+pub fn opt_trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(s.map(|s| s.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_microseconds_and_z() {
+        let t = DateTime::parse_from_rfc3339("2024-06-07T10:15:21Z").unwrap().to_utc();
+        assert_eq!(format_time(&t), "2024-06-07T10:15:21.000000Z");
+    }
+}

@@ -1,0 +1,32 @@
+//! # hissaback
+//!
+//! The service: an actix-web front end over supervised actors, a store and an event bus.
+//!
+//! # Layout
+//!
+//! - [`cli`]: `hissaback serve | demo | migrate`.
+//! - [`configuration`]: defaults, file and `HISSABACK_*` environment, validated at start.
+//! - [`startup`]: builds the application (store, actors, HTTP server) and runs it.
+//! - [`routes`]: one module per resource; [`auth`] and [`extract`] turn requests into
+//!   trusted values; [`error`] turns failures into the seeds' envelope.
+//! - [`domain`]: values parsed at the edge (API keys, scopes).
+//! - [`accounts`]: affiliates and the lifecycle of their keys.
+//! - [`store`]: the storage trait and its backends.
+//! - [`metrics`]: Prometheus metrics and the request middleware.
+//! - [`demo`]: the demo data set.
+
+pub mod accounts;
+pub mod auth;
+pub mod cli;
+pub mod configuration;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod extract;
+pub mod json;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

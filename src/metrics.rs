@@ -1,0 +1,95 @@
+//! Prometheus metrics: one registry per application, registered once at start, with the
+//! HTTP middleware that measures every request. Metric names are listed in the README.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::time::Instant;
+
+/// The request id header, echoed when the caller sends a sane one, generated otherwise.
+pub const REQUEST_ID: &str = "x-request-id";
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `hissaback_http_requests_total{method, route, status}`
+    pub http_requests: IntCounterVec,
+    /// `hissaback_http_request_duration_seconds{method, route}`
+    pub http_duration: HistogramVec,
+    /// `hissaback_auth_failures_total{kind}` (`api_key`, `admin`)
+    pub auth_failures: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new("hissaback_http_requests_total", "HTTP requests answered, by route pattern and status"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("hissaback_http_request_duration_seconds", "Time to answer an HTTP request")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new("hissaback_auth_failures_total", "Failed authentications, by credential kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        for c in [Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(http_duration.clone()), Box::new(auth_failures.clone())] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self { registry, http_requests, http_duration, auth_failures }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sane_request_id(v: &HeaderValue) -> Option<HeaderValue> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| v.clone())
+}
+
+/// Middleware: request id in and out, request count and latency by route pattern.
+pub async fn track(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = req.app_data::<web::Data<crate::state::AppState>>().map(|s| s.metrics.clone());
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is a valid header"));
+    req.extensions_mut().insert(RequestId(request_id.to_str().unwrap_or_default().to_string()));
+    let method = req.method().to_string();
+    let mut res = next.call(req).await?;
+    res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), request_id);
+    if let Some(m) = metrics {
+        // Unmatched paths share one label so scanners cannot explode the series count.
+        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+        let status = res.status().as_u16().to_string();
+        m.http_requests.with_label_values(&[&method, &route, &status]).inc();
+        m.http_duration.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}
+
+/// The id of the current request, for logs and audit rows.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);

@@ -1,0 +1,22 @@
+//! HTTP routes, one module per resource, each exposing what it mounts.
+
+pub mod admin;
+pub mod health;
+pub mod openapi;
+pub mod ping;
+
+use crate::error::ApiError;
+use actix_web::web;
+
+/// Mounts every route of the service.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::configure)
+        .service(web::scope("/api/v1").configure(ping::configure))
+        .service(web::scope("/admin/v1").configure(admin::configure))
+        .route("/openapi.json", web::get().to(openapi::document));
+}
+
+/// Anything no route matches: 404 in the envelope.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("Route not found."))
+}

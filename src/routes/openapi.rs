@@ -1,0 +1,42 @@
+//! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use crate::routes::{admin, health, ping};
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "hissaback", description = "Affiliate API (/api/v1), partner flow (/v1) and admin API (/admin/v1)."),
+    paths(
+        health::healthz, health::readyz, health::metrics,
+        ping::test,
+        admin::affiliates::create, admin::affiliates::show, admin::affiliates::update,
+        admin::keys::create, admin::keys::list, admin::keys::show, admin::keys::rotate, admin::keys::revoke,
+    ),
+    components(schemas(
+        ping::TestResponse, ping::TestData, crate::domain::Scope, crate::domain::KeyKind,
+        admin::affiliates::CreateAffiliate, admin::affiliates::UpdateAffiliate, admin::affiliates::UserInput,
+        admin::affiliates::AffiliateView, admin::affiliates::UserView,
+        admin::keys::CreateKey, admin::keys::RotateKey, admin::keys::RateLimitInput, admin::keys::KeyView, admin::keys::RateLimitView,
+    )),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        components.add_security_scheme("bearer", bearer());
+        components.add_security_scheme("admin", bearer());
+        components.add_security_scheme("api_key_header", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Affiliate-Api-Key"))));
+        components.add_security_scheme("api_key_query", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("api_key"))));
+    }
+}
+
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,126 @@
+//! Building and running the application: open the backends, start the actors, bind the
+//! listener, serve until SIGINT/SIGTERM, then drain and flush.
+
+use crate::configuration::Settings;
+use crate::domain::KeyHasher;
+use crate::extract;
+use crate::metrics::{self, Metrics};
+use crate::routes;
+use crate::state::AppState;
+use crate::store::{self, StoreKeyUsageSink};
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use hissaback_actors::{KeyUsage, KeyUsageRecorder};
+use secrecy::SecretString;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    key_usage: KeyUsage,
+}
+
+impl Application {
+    /// Opens the store, starts the actors and binds `server.listen` (port 0: any free port).
+    /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = store::open(&settings).await.context("opening the store")?;
+        let pepper = match &settings.auth.pepper {
+            Some(p) => p.clone(),
+            None => load_or_create_pepper(&settings.store.data_dir)?,
+        };
+        let key_usage = KeyUsageRecorder::start(
+            Arc::new(StoreKeyUsageSink(store.clone())),
+            Duration::from_millis(settings.auth.last_used_flush_ms),
+        );
+        let listener = TcpListener::bind(&settings.server.listen)
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let local = listener.local_addr()?;
+        let public_base_url = if settings.server.public_base_url.is_empty() {
+            format!("http://{local}")
+        } else {
+            settings.server.public_base_url.trim_end_matches('/').to_string()
+        };
+        let state = web::Data::new(AppState {
+            admin_token: settings.admin.token.clone(),
+            settings: Arc::new(settings.clone()),
+            store,
+            hasher: KeyHasher::new(pepper),
+            key_usage: key_usage.clone(),
+            public_base_url,
+            metrics: Metrics::new(),
+        });
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(extract::path_config())
+                .app_data(extract::query_config())
+                .wrap(Compress::default())
+                .wrap(from_fn(metrics::track))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle that stops the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until a signal (or [`Self::handle`]) stops the server, lets in-flight requests
+    /// finish, then flushes what the actors still hold.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        if let Err(e) = self.key_usage.flush().await {
+            tracing::warn!(error = %e, "final last_used_at flush failed");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The pepper kept in `<data_dir>/pepper`, created (random, owner-only) on first start.
+fn load_or_create_pepper(data_dir: &Path) -> anyhow::Result<SecretString> {
+    use rand::distr::{Alphanumeric, SampleString};
+    let path = data_dir.join("pepper");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        anyhow::ensure!(existing.len() >= 32, "{} is too short to be a pepper", path.display());
+        return Ok(existing.into());
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let pepper = Alphanumeric.sample_string(&mut rand::rng(), 64);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(pepper.as_bytes())?;
+    file.sync_all()?;
+    Ok(pepper.into())
+}

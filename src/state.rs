@@ -1,0 +1,20 @@
+//! What every handler can reach: settings, the store, the key hasher, actor facades, metrics.
+
+use crate::configuration::Settings;
+use crate::domain::KeyHasher;
+use crate::metrics::Metrics;
+use crate::store::SharedStore;
+use hissaback_actors::KeyUsage;
+use secrecy::SecretString;
+use std::sync::Arc;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: SharedStore,
+    pub hasher: KeyHasher,
+    pub key_usage: KeyUsage,
+    pub admin_token: Option<SecretString>,
+    /// Base of every URL the service hands out, without a trailing slash.
+    pub public_base_url: String,
+    pub metrics: Metrics,
+}

@@ -1,0 +1,251 @@
+//! The embedded store: SQLite (bundled, through `rusqlite`) in one file of the data
+//! directory.
+//!
+//! Why SQLite: a single-file, crash-safe (WAL with `synchronous=FULL`) database that needs
+//! no server, is among the most tested pieces of software there is, and is compiled into
+//! the binary, so the embedded default needs nothing installed. Records are kept as JSON
+//! documents keyed the way the CQL tables are keyed, so both backends serve the same
+//! access patterns.
+//!
+//! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
+//! only for the statement itself.
+
+use super::{AffiliateRecord, ApiKeyRecord, Sequence, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use hissaback_actors::ports::KeyLastUsed;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS affiliates (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id INTEGER PRIMARY KEY,
+    affiliate_id INTEGER NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    last_used_at TEXT
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_affiliate ON api_keys (affiliate_id, id);
+"#;
+
+/// SQLite-backed [`Store`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating when missing) `<data_dir>/hissaback.db` and its schema.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
+        let path = data_dir.join("hissaback.db");
+        let conn = tokio::task::spawn_blocking(move || -> anyhow::Result<Connection> {
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(conn)
+        })
+        .await??;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    async fn with<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard).map_err(sqlite_error)
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.into()))?
+    }
+}
+
+fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen | ErrorCode::DiskFull) => {
+            StoreError::Unavailable(e.into())
+        }
+        _ => StoreError::Other(e.into()),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("records serialise to JSON")
+}
+
+fn from_json<T: DeserializeOwned>(body: &str) -> StoreResult<T> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn key_from_row(body: String, last_used: Option<String>) -> StoreResult<ApiKeyRecord> {
+    let mut key: ApiKeyRecord = from_json(&body)?;
+    if let Some(t) = last_used {
+        key.last_used_at = Some(
+            chrono::DateTime::parse_from_rfc3339(&t)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .to_utc(),
+        );
+    }
+    Ok(key)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    async fn next_id(&self, seq: Sequence) -> StoreResult<u64> {
+        let name = seq.as_str();
+        self.with(move |c| {
+            c.query_row(
+                "INSERT INTO sequences (name, next) VALUES (?1, 2)
+                 ON CONFLICT (name) DO UPDATE SET next = next + 1
+                 RETURNING next - 1",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|v| v as u64)
+        })
+        .await
+    }
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        let name = name.to_string();
+        self.with(move |c| {
+            c.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> StoreResult<()> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn put_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<()> {
+        let (id, body) = (affiliate.id as i64, to_json(affiliate));
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO affiliates (id, body) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                params![id, body],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_affiliate(&self, id: u64) -> StoreResult<Option<AffiliateRecord>> {
+        let body: Option<String> = self
+            .with(move |c| {
+                c.query_row("SELECT body FROM affiliates WHERE id = ?1", params![id as i64], |r| r.get(0))
+                    .optional()
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn put_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let (id, affiliate, hash) = (key.id as i64, key.affiliate_id as i64, key.hash.clone());
+        // last_used_at lives in its own column, written only by record_last_used.
+        let mut doc = key.clone();
+        doc.last_used_at = None;
+        let body = to_json(&doc);
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO api_keys (id, affiliate_id, hash, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET affiliate_id = excluded.affiliate_id,
+                     hash = excluded.hash, body = excluded.body",
+                params![id, affiliate, hash, body],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let hash = hash.to_string();
+        let row: Option<(String, Option<String>)> = self
+            .with(move |c| {
+                c.query_row("SELECT body, last_used_at FROM api_keys WHERE hash = ?1", params![hash], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .await?;
+        row.map(|(b, t)| key_from_row(b, t)).transpose()
+    }
+
+    async fn key_by_id(&self, id: u64) -> StoreResult<Option<ApiKeyRecord>> {
+        let row: Option<(String, Option<String>)> = self
+            .with(move |c| {
+                c.query_row("SELECT body, last_used_at FROM api_keys WHERE id = ?1", params![id as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .await?;
+        row.map(|(b, t)| key_from_row(b, t)).transpose()
+    }
+
+    async fn keys_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows: Vec<(String, Option<String>)> = self
+            .with(move |c| {
+                let mut stmt =
+                    c.prepare_cached("SELECT body, last_used_at FROM api_keys WHERE affiliate_id = ?1 ORDER BY id")?;
+                let rows = stmt.query_map(params![affiliate_id as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter().map(|(b, t)| key_from_row(b, t)).collect()
+    }
+
+    async fn record_last_used(&self, batch: &[KeyLastUsed]) -> StoreResult<()> {
+        let batch: Vec<(i64, String)> = batch
+            .iter()
+            .map(|u| (u.key_id as i64, u.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)))
+            .collect();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                // Fixed-width RFC 3339 UTC strings compare in time order.
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE api_keys SET last_used_at = ?2
+                     WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                )?;
+                for (id, at) in &batch {
+                    stmt.execute(params![id, at])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+}

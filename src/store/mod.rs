@@ -1,0 +1,164 @@
+//! Storage: the records hissaback keeps and the [`Store`] trait every backend implements.
+//!
+//! The trait is shaped for CQL from day one, so the ScyllaDB backend fits without changing
+//! it: every read is by partition key (plus a clustering range), there are no joins and no
+//! ad-hoc filtering in the database, writes are whole-row upserts (idempotent), and ids
+//! come from [`Store::next_id`], which a distributed backend can serve from reserved blocks
+//! instead of an auto-increment. Calls on an affiliate's data take the affiliate id, which
+//! is part of every such partition key.
+//!
+//! Backends, chosen once at start from configuration: [`embedded`] (SQLite, the default).
+
+pub mod embedded;
+
+use crate::configuration::{Settings, StoreBackend};
+use crate::domain::{KeyKind, Scope};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hissaback_actors::ports::{KeyLastUsed, KeyUsageSink};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached; the request may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(anyhow::Error),
+    /// A stored value could not be read back (corruption or an incompatible format).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// Anything else the driver reported.
+    #[error("store error: {0}")]
+    Other(anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Named id sequences. Ids are positive integers, unique per sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sequence {
+    Affiliate,
+    User,
+    ApiKey,
+}
+
+impl Sequence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sequence::Affiliate => "affiliates",
+            Sequence::User => "users",
+            Sequence::ApiKey => "api_keys",
+        }
+    }
+}
+
+/// The user account linked to an affiliate (authors its blogs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: u64,
+    pub name: String,
+    pub email: String,
+}
+
+/// An affiliate (partner) account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffiliateRecord {
+    pub id: u64,
+    pub name: String,
+    pub email: String,
+    pub active: bool,
+    pub blog_approved: bool,
+    pub user: Option<UserRecord>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A key's rate plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatePlan {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// An API key as stored: never the plain key, only its peppered hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: u64,
+    pub affiliate_id: u64,
+    pub kind: KeyKind,
+    /// The recognisable start of the plain key (`hb_sk_Ab3dE9xQ`), safe to show.
+    pub prefix: String,
+    /// Hex HMAC-SHA256 of the plain key under the pepper.
+    pub hash: String,
+    pub scopes: Vec<Scope>,
+    pub allowed_brand_ids: Vec<u64>,
+    pub allowed_offer_ids: Vec<u64>,
+    pub rate_limit: RatePlan,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Set by a rotation: the key stops working at this time.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Set by a revocation: the key stopped working at this time.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The key that replaced this one in a rotation.
+    pub rotated_to: Option<u64>,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key authenticates at `now`.
+    pub fn is_usable_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| now < t)
+    }
+}
+
+/// Everything the service keeps. One implementation per backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short backend name for logs and metrics (`embedded`, `scylla`).
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip to the database, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// The next id of a sequence: positive, never handed out twice.
+    async fn next_id(&self, seq: Sequence) -> StoreResult<u64>;
+
+    /// A small named setting (e.g. which affiliate the demo made).
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn put_setting(&self, name: &str, value: &str) -> StoreResult<()>;
+
+    /// Insert or replace an affiliate (whole row).
+    async fn put_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<()>;
+    async fn get_affiliate(&self, id: u64) -> StoreResult<Option<AffiliateRecord>>;
+
+    /// Insert or replace a key (whole row, including its hash lookup).
+    async fn put_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn key_by_id(&self, id: u64) -> StoreResult<Option<ApiKeyRecord>>;
+    /// An affiliate's keys, ordered by id.
+    async fn keys_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Sets `last_used_at` for each key, never moving it backwards.
+    async fn record_last_used(&self, batch: &[KeyLastUsed]) -> StoreResult<()>;
+}
+
+/// The store behind an `Arc`, as the rest of the service holds it.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the backend the configuration names, creating its schema when needed.
+pub async fn open(settings: &Settings) -> anyhow::Result<SharedStore> {
+    match settings.store.backend {
+        StoreBackend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open(&settings.store.data_dir).await?)),
+        StoreBackend::Scylla => anyhow::bail!("store backend `scylla` is not available in this build yet"),
+    }
+}
+
+/// Lets the key-usage recorder write through any store.
+pub struct StoreKeyUsageSink(pub SharedStore);
+
+#[async_trait]
+impl KeyUsageSink for StoreKeyUsageSink {
+    async fn record_last_used(&self, batch: &[KeyLastUsed]) -> anyhow::Result<()> {
+        Ok(self.0.record_last_used(batch).await?)
+    }
+}
