@@ -1,0 +1,203 @@
+//! The backend test suite: written once against the `Store` trait and run for every
+//! backend (`store_suite!` instantiates it per backend).
+
+use chrono::{Duration, Utc};
+use hissaback::domain::{KeyKind, Scope};
+use hissaback::store::{AffiliateRecord, ApiKeyRecord, RatePlan, Sequence, SharedStore, UserRecord};
+use hissaback_actors::ports::KeyLastUsed;
+
+fn affiliate(id: u64) -> AffiliateRecord {
+    let now = Utc::now();
+    AffiliateRecord {
+        id,
+        name: format!("Affiliate {id}"),
+        email: format!("a{id}@example.test"),
+        active: true,
+        blog_approved: false,
+        user: Some(UserRecord { id: id * 10, name: "U".into(), email: "u@example.test".into() }),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn key(id: u64, affiliate_id: u64, hash: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id,
+        affiliate_id,
+        kind: KeyKind::Secret,
+        prefix: "hb_sk_abcdefgh".into(),
+        hash: hash.into(),
+        scopes: vec![Scope::ProductsList, Scope::WebhooksManage],
+        allowed_brand_ids: vec![3],
+        allowed_offer_ids: vec![],
+        rate_limit: RatePlan { per_minute: 300, burst: 1000 },
+        created_at: Utc::now(),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+        rotated_to: None,
+    }
+}
+
+pub async fn ids_are_positive_unique_and_per_sequence(store: SharedStore) {
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let id = store.next_id(Sequence::Affiliate).await.unwrap();
+        assert!(id > 0);
+        assert!(seen.insert(id), "id {id} handed out twice");
+    }
+    let k = store.next_id(Sequence::ApiKey).await.unwrap();
+    assert!(k > 0);
+}
+
+pub async fn ids_stay_unique_under_concurrency(store: SharedStore) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let mut v = Vec::new();
+                for _ in 0..25 {
+                    v.push(s.next_id(Sequence::User).await.unwrap());
+                }
+                v
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n);
+}
+
+pub async fn affiliates_round_trip_and_update(store: SharedStore) {
+    let id = store.next_id(Sequence::Affiliate).await.unwrap();
+    assert!(store.get_affiliate(id).await.unwrap().is_none());
+    let mut a = affiliate(id);
+    store.put_affiliate(&a).await.unwrap();
+    let got = store.get_affiliate(id).await.unwrap().unwrap();
+    assert_eq!(got.name, a.name);
+    assert_eq!(got.user, a.user);
+    a.active = false;
+    a.user = None;
+    store.put_affiliate(&a).await.unwrap();
+    let got = store.get_affiliate(id).await.unwrap().unwrap();
+    assert!(!got.active);
+    assert!(got.user.is_none());
+}
+
+pub async fn keys_are_found_by_hash_and_id_and_listed_per_affiliate(store: SharedStore) {
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let other = store.next_id(Sequence::Affiliate).await.unwrap();
+    let k1 = key(store.next_id(Sequence::ApiKey).await.unwrap(), a, &format!("hash-{a}-1"));
+    let k2 = key(store.next_id(Sequence::ApiKey).await.unwrap(), a, &format!("hash-{a}-2"));
+    let k3 = key(store.next_id(Sequence::ApiKey).await.unwrap(), other, &format!("hash-{other}-1"));
+    for k in [&k1, &k2, &k3] {
+        store.put_key(k).await.unwrap();
+    }
+    let by_hash = store.key_by_hash(&k2.hash).await.unwrap().unwrap();
+    assert_eq!(by_hash.id, k2.id);
+    assert_eq!(by_hash.scopes, k2.scopes);
+    assert_eq!(by_hash.allowed_brand_ids, vec![3]);
+    assert_eq!(store.key_by_id(k1.id).await.unwrap().unwrap().hash, k1.hash);
+    assert!(store.key_by_hash("no-such-hash").await.unwrap().is_none());
+    let listed: Vec<u64> = store.keys_of_affiliate(a).await.unwrap().iter().map(|k| k.id).collect();
+    assert_eq!(listed, vec![k1.id, k2.id]);
+    assert!(store.keys_of_affiliate(other + 1000).await.unwrap().is_empty());
+}
+
+pub async fn key_updates_replace_the_row(store: SharedStore) {
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let mut k = key(store.next_id(Sequence::ApiKey).await.unwrap(), a, &format!("hash-upd-{a}"));
+    store.put_key(&k).await.unwrap();
+    let now = Utc::now();
+    k.revoked_at = Some(now);
+    k.expires_at = Some(now + Duration::hours(1));
+    k.rotated_to = Some(99);
+    store.put_key(&k).await.unwrap();
+    let got = store.key_by_hash(&k.hash).await.unwrap().unwrap();
+    assert!(got.revoked_at.is_some());
+    assert_eq!(got.rotated_to, Some(99));
+    assert!(!got.is_usable_at(Utc::now()));
+}
+
+pub async fn last_used_is_recorded_and_never_moves_back(store: SharedStore) {
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let k = key(store.next_id(Sequence::ApiKey).await.unwrap(), a, &format!("hash-lu-{a}"));
+    store.put_key(&k).await.unwrap();
+    let t1 = Utc::now();
+    let t0 = t1 - Duration::minutes(5);
+    store.record_last_used(&[KeyLastUsed { key_id: k.id, at: t1 }]).await.unwrap();
+    store.record_last_used(&[KeyLastUsed { key_id: k.id, at: t0 }]).await.unwrap();
+    let got = store.key_by_id(k.id).await.unwrap().unwrap().last_used_at.unwrap();
+    assert!((got - t1).num_milliseconds().abs() < 1, "kept {got}, expected {t1}");
+    // A later whole-row write (e.g. a revocation) keeps last_used_at.
+    let mut revoked = k.clone();
+    revoked.revoked_at = Some(Utc::now());
+    store.put_key(&revoked).await.unwrap();
+    assert!(store.key_by_hash(&k.hash).await.unwrap().unwrap().last_used_at.is_some());
+    // Unknown keys in a batch are ignored, not errors.
+    store.record_last_used(&[KeyLastUsed { key_id: 987_654_321, at: t1 }]).await.unwrap();
+}
+
+pub async fn settings_round_trip(store: SharedStore) {
+    assert!(store.get_setting("suite.x").await.unwrap().is_none());
+    store.put_setting("suite.x", "1").await.unwrap();
+    store.put_setting("suite.x", "2").await.unwrap();
+    assert_eq!(store.get_setting("suite.x").await.unwrap().as_deref(), Some("2"));
+    store.ping().await.unwrap();
+}
+
+/// Instantiates every suite test for one backend; `$open` is an async expression giving
+/// `(SharedStore, guard)`, the guard keeping the backend's resources alive.
+macro_rules! store_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+            store_suite!(@tests $open;
+                ids_are_positive_unique_and_per_sequence,
+                ids_stay_unique_under_concurrency,
+                affiliates_round_trip_and_update,
+                keys_are_found_by_hash_and_id_and_listed_per_affiliate,
+                key_updates_replace_the_row,
+                last_used_is_recorded_and_never_moves_back,
+                settings_round_trip,
+            );
+        }
+    };
+    (@tests $open:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[actix_web::test]
+            async fn $name() {
+                let (store, _guard) = $open.await;
+                super::$name(store).await;
+            }
+        )*
+    };
+}
+
+async fn open_embedded() -> (SharedStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hissaback::store::embedded::EmbeddedStore::open(dir.path()).await.unwrap();
+    (std::sync::Arc::new(store), dir)
+}
+
+store_suite!(embedded, open_embedded());
+
+#[actix_web::test]
+async fn embedded_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    {
+        let store = hissaback::store::embedded::EmbeddedStore::open(dir.path()).await.unwrap();
+        id = hissaback::store::Store::next_id(&store, Sequence::Affiliate).await.unwrap();
+        hissaback::store::Store::put_affiliate(&store, &affiliate(id)).await.unwrap();
+    }
+    let store = hissaback::store::embedded::EmbeddedStore::open(dir.path()).await.unwrap();
+    use hissaback::store::Store;
+    assert!(store.get_affiliate(id).await.unwrap().is_some());
+    assert!(store.next_id(Sequence::Affiliate).await.unwrap() > id);
+}
