@@ -9,10 +9,15 @@ use crate::configuration::Settings;
 use crate::domain::{KeyKind, Scope};
 use crate::startup::Application;
 use crate::state::AppState;
+use crate::store::{CategoryRecord, Sequence};
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::ExposeSecret;
 
 const DEMO_AFFILIATE: &str = "demo.affiliate_id";
+
+/// The demo's categories: (name, slug).
+const DEMO_CATEGORIES: [(&str, &str); 3] =
+    [("Design", "design"), ("Development", "development"), ("Low-Level Programming", "low-level-programming")];
 
 /// What the demo set up, to print.
 pub struct DemoData {
@@ -20,7 +25,7 @@ pub struct DemoData {
     pub api_key: String,
 }
 
-/// Creates (or finds) the demo affiliate and issues it a key holding every scope.
+/// Creates (or finds) the demo affiliate and categories, and issues a key holding every scope.
 pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
     let existing = match state.store.get_setting(DEMO_AFFILIATE).await? {
         Some(id) => state.store.get_affiliate(id.parse()?).await?,
@@ -45,6 +50,21 @@ pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
             a
         }
     };
+    if state.store.categories().await?.is_empty() {
+        for (name, slug) in DEMO_CATEGORIES {
+            let now = chrono::Utc::now();
+            let category = CategoryRecord {
+                id: state.store.next_id(Sequence::Category).await?,
+                name: name.into(),
+                slug: Some(slug.into()),
+                active: true,
+                created_at: now,
+                updated_at: now,
+                deleted_at: None,
+            };
+            state.store.put_category(&category).await?;
+        }
+    }
     let issued = accounts::issue_key(
         state,
         affiliate.id,
@@ -73,7 +93,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
          Admin token: {admin}\n\n\
          Try:\n  \
          curl -H \"Authorization: Bearer {key}\" {base}/api/v1/test\n  \
-         curl -H \"X-Affiliate-Api-Key: {key}\" {base}/api/v1/test\n  \
+         curl -H \"X-Affiliate-Api-Key: {key}\" {base}/api/v1/categories\n  \
          curl -H \"Authorization: Bearer {admin}\" {base}/admin/v1/affiliates/{id}/keys\n\n\
          Stop with Ctrl-C.\n",
         dir = state.settings.store.data_dir.display(),

@@ -10,7 +10,7 @@
 //! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
 //! only for the statement itself.
 
-use super::{AffiliateRecord, ApiKeyRecord, Sequence, Store, StoreError, StoreResult};
+use super::{AffiliateRecord, ApiKeyRecord, CategoryRecord, Sequence, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use hissaback_actors::ports::KeyLastUsed;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     last_used_at TEXT
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_affiliate ON api_keys (affiliate_id, id);
+CREATE TABLE IF NOT EXISTS categories (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 "#;
 
 /// SQLite-backed [`Store`].
@@ -69,6 +70,54 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Other(e.into()))?
+    }
+}
+
+/// Tables that hold one JSON document per id (`id INTEGER PRIMARY KEY, body TEXT`).
+#[derive(Clone, Copy)]
+enum DocTable {
+    Affiliates,
+    Categories,
+}
+
+impl DocTable {
+    fn name(self) -> &'static str {
+        match self {
+            DocTable::Affiliates => "affiliates",
+            DocTable::Categories => "categories",
+        }
+    }
+}
+
+impl EmbeddedStore {
+    async fn put_doc<T: serde::Serialize>(&self, table: DocTable, id: u64, doc: &T) -> StoreResult<()> {
+        let body = to_json(doc);
+        let sql = format!(
+            "INSERT INTO {} (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            table.name()
+        );
+        self.with(move |c| c.prepare_cached(&sql)?.execute(params![id as i64, body]).map(|_| ()))
+            .await
+    }
+
+    async fn get_doc<T: DeserializeOwned>(&self, table: DocTable, id: u64) -> StoreResult<Option<T>> {
+        let sql = format!("SELECT body FROM {} WHERE id = ?1", table.name());
+        let body: Option<String> = self
+            .with(move |c| c.prepare_cached(&sql)?.query_row(params![id as i64], |r| r.get(0)).optional())
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn all_docs<T: DeserializeOwned>(&self, table: DocTable) -> StoreResult<Vec<T>> {
+        let sql = format!("SELECT body FROM {} ORDER BY id", table.name());
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
     }
 }
 
@@ -150,26 +199,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<()> {
-        let (id, body) = (affiliate.id as i64, to_json(affiliate));
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO affiliates (id, body) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                params![id, body],
-            )
-            .map(|_| ())
-        })
-        .await
+        self.put_doc(DocTable::Affiliates, affiliate.id, affiliate).await
     }
 
     async fn get_affiliate(&self, id: u64) -> StoreResult<Option<AffiliateRecord>> {
-        let body: Option<String> = self
-            .with(move |c| {
-                c.query_row("SELECT body FROM affiliates WHERE id = ?1", params![id as i64], |r| r.get(0))
-                    .optional()
-            })
-            .await?;
-        body.map(|b| from_json(&b)).transpose()
+        self.get_doc(DocTable::Affiliates, id).await
     }
 
     async fn put_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
@@ -247,5 +281,17 @@ impl Store for EmbeddedStore {
             tx.commit()
         })
         .await
+    }
+
+    async fn put_category(&self, category: &CategoryRecord) -> StoreResult<()> {
+        self.put_doc(DocTable::Categories, category.id, category).await
+    }
+
+    async fn get_category(&self, id: u64) -> StoreResult<Option<CategoryRecord>> {
+        self.get_doc(DocTable::Categories, id).await
+    }
+
+    async fn categories(&self) -> StoreResult<Vec<CategoryRecord>> {
+        self.all_docs(DocTable::Categories).await
     }
 }

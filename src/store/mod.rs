@@ -41,6 +41,7 @@ pub enum Sequence {
     Affiliate,
     User,
     ApiKey,
+    Category,
 }
 
 impl Sequence {
@@ -49,6 +50,7 @@ impl Sequence {
             Sequence::Affiliate => "affiliates",
             Sequence::User => "users",
             Sequence::ApiKey => "api_keys",
+            Sequence::Category => "categories",
         }
     }
 }
@@ -112,6 +114,19 @@ impl ApiKeyRecord {
     }
 }
 
+/// A storefront category. Soft-deleted categories keep their row with `deleted_at` set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryRecord {
+    pub id: u64,
+    pub name: String,
+    /// May be absent or blank: such categories are not listed to affiliates.
+    pub slug: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
 /// Everything the service keeps. One implementation per backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -140,6 +155,13 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Sets `last_used_at` for each key, never moving it backwards.
     async fn record_last_used(&self, batch: &[KeyLastUsed]) -> StoreResult<()>;
+
+    /// Insert or replace a category (whole row).
+    async fn put_category(&self, category: &CategoryRecord) -> StoreResult<()>;
+    async fn get_category(&self, id: u64) -> StoreResult<Option<CategoryRecord>>;
+    /// Every category, soft-deleted ones included, ordered by id. The set is small (one
+    /// partition in CQL).
+    async fn categories(&self) -> StoreResult<Vec<CategoryRecord>>;
 }
 
 /// The store behind an `Arc`, as the rest of the service holds it.

@@ -143,6 +143,29 @@ pub async fn last_used_is_recorded_and_never_moves_back(store: SharedStore) {
     store.record_last_used(&[KeyLastUsed { key_id: 987_654_321, at: t1 }]).await.unwrap();
 }
 
+pub async fn categories_round_trip_including_soft_deletes(store: SharedStore) {
+    let before = store.categories().await.unwrap().len();
+    let id = store.next_id(Sequence::Category).await.unwrap();
+    let now = Utc::now();
+    let mut c = hissaback::store::CategoryRecord {
+        id,
+        name: "Design".into(),
+        slug: Some("design".into()),
+        active: true,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    };
+    store.put_category(&c).await.unwrap();
+    assert_eq!(store.get_category(id).await.unwrap().unwrap().slug.as_deref(), Some("design"));
+    c.deleted_at = Some(now);
+    store.put_category(&c).await.unwrap();
+    let all = store.categories().await.unwrap();
+    assert_eq!(all.len(), before + 1);
+    assert!(all.iter().find(|x| x.id == id).unwrap().deleted_at.is_some());
+    assert!(store.get_category(id + 10_000).await.unwrap().is_none());
+}
+
 pub async fn settings_round_trip(store: SharedStore) {
     assert!(store.get_setting("suite.x").await.unwrap().is_none());
     store.put_setting("suite.x", "1").await.unwrap();
@@ -165,6 +188,7 @@ macro_rules! store_suite {
                 key_updates_replace_the_row,
                 last_used_is_recorded_and_never_moves_back,
                 settings_round_trip,
+                categories_round_trip_including_soft_deletes,
             );
         }
     };

@@ -1,10 +1,11 @@
 //! The admin API under `/admin/v1`, guarded by the admin bearer token (see [`crate::auth::Admin`]).
 
 pub mod affiliates;
+pub mod categories;
 pub mod keys;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(affiliates::configure).configure(keys::configure);
+    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure);
 }

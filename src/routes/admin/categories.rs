@@ -1,0 +1,184 @@
+//! Admin: categories (`POST /categories`, `PATCH /categories/{id}`, `DELETE /categories/{id}`,
+//! a soft delete).
+
+use crate::auth::Admin;
+use crate::error::{ApiError, FieldErrors};
+use crate::extract::JsonBody;
+use crate::json;
+use crate::state::AppState;
+use crate::store::{CategoryRecord, Sequence};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/categories", web::post().to(create))
+        .route("/categories/{id}", web::patch().to(update))
+        .route("/categories/{id}", web::delete().to(delete));
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+pub struct CreateCategory {
+    #[serde(deserialize_with = "json::trimmed")]
+    #[validate(length(min = 1, max = 255, message = "The name field must be between 1 and 255 characters."))]
+    pub name: String,
+    /// Lowercase letters, digits and single hyphens; unique among live categories.
+    #[serde(default, deserialize_with = "json::opt_trimmed")]
+    pub slug: Option<String>,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+#[derive(Deserialize, Validate, ToSchema)]
+pub struct UpdateCategory {
+    #[serde(default, deserialize_with = "json::opt_trimmed")]
+    #[validate(length(min = 1, max = 255, message = "The name field must be between 1 and 255 characters."))]
+    pub name: Option<String>,
+    /// Absent: unchanged; `null`: cleared (the category is then no longer listed).
+    #[serde(default, deserialize_with = "json::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub slug: Option<Option<String>>,
+    pub active: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminCategoryView {
+    pub id: u64,
+    pub name: String,
+    pub slug: Option<String>,
+    pub active: bool,
+    #[serde(serialize_with = "json::opt_time")]
+    #[schema(value_type = Option<String>)]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+fn answer(status: StatusCode, c: &CategoryRecord) -> HttpResponse {
+    json::data(
+        status,
+        serde_json::json!({ "category": AdminCategoryView {
+            id: c.id, name: c.name.clone(), slug: c.slug.clone(), active: c.active, deleted_at: c.deleted_at,
+        }}),
+    )
+}
+
+/// Lowercase ASCII letters and digits in hyphen-separated words.
+pub fn is_slug(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && s.split('-').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// Checks a slug's shape and that no other live category has it.
+async fn check_slug(state: &AppState, slug: Option<&str>, own_id: Option<u64>) -> Result<(), ApiError> {
+    let Some(slug) = slug.filter(|s| !s.is_empty()) else { return Ok(()) };
+    let mut errors = FieldErrors::new();
+    if !is_slug(slug) {
+        errors.insert("slug".into(), vec!["The slug field must only contain lowercase letters, digits and hyphens.".into()]);
+    } else {
+        let taken = state
+            .store
+            .categories()
+            .await?
+            .iter()
+            .any(|c| c.deleted_at.is_none() && Some(c.id) != own_id && c.slug.as_deref() == Some(slug));
+        if taken {
+            errors.insert("slug".into(), vec!["The slug has already been taken.".into()]);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+async fn existing(state: &AppState, id: u64) -> Result<CategoryRecord, ApiError> {
+    state
+        .store
+        .get_category(id)
+        .await?
+        .filter(|c| c.deleted_at.is_none())
+        .ok_or_else(|| ApiError::not_found("Category not found."))
+}
+
+/// Creates a category.
+#[utoipa::path(post, path = "/admin/v1/categories", tag = "admin", request_body = CreateCategory,
+    responses((status = 201, description = "created"), (status = 422)), security(("admin" = [])))]
+pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<CreateCategory>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let slug = body.slug.filter(|s| !s.is_empty());
+    check_slug(&state, slug.as_deref(), None).await?;
+    let now = Utc::now();
+    let category = CategoryRecord {
+        id: state.store.next_id(Sequence::Category).await?,
+        name: body.name,
+        slug,
+        active: body.active,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    };
+    state.store.put_category(&category).await?;
+    Ok(answer(StatusCode::CREATED, &category))
+}
+
+/// Updates a category.
+#[utoipa::path(patch, path = "/admin/v1/categories/{id}", tag = "admin", request_body = UpdateCategory,
+    responses((status = 200, description = "updated"), (status = 404), (status = 422)), security(("admin" = [])))]
+pub async fn update(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<u64>,
+    body: JsonBody<UpdateCategory>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body.name.is_none() && body.slug.is_none() && body.active.is_none() {
+        return Err(ApiError::invalid_field("payload", "Provide at least one field to update."));
+    }
+    let mut category = existing(&state, id.into_inner()).await?;
+    if let Some(slug) = &body.slug {
+        let slug = slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        check_slug(&state, slug, Some(category.id)).await?;
+        category.slug = slug.map(String::from);
+    }
+    if let Some(name) = body.name {
+        category.name = name;
+    }
+    if let Some(active) = body.active {
+        category.active = active;
+    }
+    category.updated_at = Utc::now();
+    state.store.put_category(&category).await?;
+    Ok(answer(StatusCode::OK, &category))
+}
+
+/// Soft-deletes a category: it disappears from listings and frees its slug.
+#[utoipa::path(delete, path = "/admin/v1/categories/{id}", tag = "admin",
+    responses((status = 200, description = "deleted"), (status = 404)), security(("admin" = [])))]
+pub async fn delete(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let mut category = existing(&state, id.into_inner()).await?;
+    let now = Utc::now();
+    category.deleted_at = Some(now);
+    category.updated_at = now;
+    state.store.put_category(&category).await?;
+    Ok(answer(StatusCode::OK, &category))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_slug;
+
+    #[test]
+    fn slugs_are_lowercase_words_joined_by_single_hyphens() {
+        assert!(is_slug("low-level-programming"));
+        assert!(is_slug("design2"));
+        for bad in ["", "Design", "a--b", "-a", "a-", "a b", "a_b", "ü"] {
+            assert!(!is_slug(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `GET /api/v1/categories` (seed "Categories") and the admin category calls: listing
+//! rules, ordering, soft delete, slug validation, and 403 "Insufficient scope.".
+
+use crate::helpers::spawn_app;
+use reqwest::Method;
+use serde_json::json;
+
+#[actix_web::test]
+async fn lists_only_active_live_categories_with_a_slug_ordered_by_name() {
+    let app = spawn_app().await;
+    let p = app.partner(Some(&["products.list"])).await;
+    for body in [
+        json!({"name": "Development", "slug": "development"}),
+        json!({"name": "design", "slug": "design"}),
+        json!({"name": "Archived", "slug": "archived", "active": false}),
+        json!({"name": "No Slug"}),
+        json!({"name": "Blank Slug", "slug": "   "}),
+        json!({"name": "Business", "slug": "business"}),
+    ] {
+        let a = app.admin(Method::POST, "/categories", Some(body)).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    let deleted = app.admin(Method::POST, "/categories", Some(json!({"name": "Gone", "slug": "gone"}))).await;
+    let gone_id = deleted.body["data"]["category"]["id"].as_u64().unwrap();
+    let d = app.admin(Method::DELETE, &format!("/categories/{gone_id}"), None).await;
+    assert_eq!(d.status, 200);
+    assert!(d.body["data"]["category"]["deleted_at"].is_string());
+
+    let r = app.get_with_key("/api/v1/categories", &p.key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"success": true, "data": {"categories": [
+            {"name": "Business", "slug": "business"},
+            {"name": "design", "slug": "design"},
+            {"name": "Development", "slug": "development"},
+        ]}})
+    );
+    // A deleted category is gone for the admin API too, and its slug is free again.
+    assert_eq!(app.admin(Method::DELETE, &format!("/categories/{gone_id}"), None).await.status, 404);
+    let again = app.admin(Method::POST, "/categories", Some(json!({"name": "Gone again", "slug": "gone"}))).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+}
+
+#[actix_web::test]
+async fn a_key_without_products_list_gets_403_insufficient_scope() {
+    let app = spawn_app().await;
+    let p = app.partner(Some(&["webhooks.manage"])).await;
+    let r = app.get_with_key("/api/v1/categories", &p.key).await;
+    r.assert_error(403, "Insufficient scope.", "insufficient_scope");
+    let none = app.get("/api/v1/categories").await;
+    none.assert_error(401, "API key is missing.", "unauthenticated");
+}
+
+#[actix_web::test]
+async fn slugs_are_validated_and_unique_and_updates_apply() {
+    let app = spawn_app().await;
+    let bad = app.admin(Method::POST, "/categories", Some(json!({"name": "X", "slug": "Not A Slug"}))).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body["errors"]["slug"].is_array());
+    let missing = app.admin(Method::POST, "/categories", Some(json!({"slug": "x"}))).await;
+    assert_eq!(missing.status, 422);
+    assert_eq!(missing.body["errors"]["name"][0], "The name field is required.");
+    let first = app.admin(Method::POST, "/categories", Some(json!({"name": "A", "slug": "a"}))).await;
+    let id = first.body["data"]["category"]["id"].as_u64().unwrap();
+    let dup = app.admin(Method::POST, "/categories", Some(json!({"name": "B", "slug": "a"}))).await;
+    assert_eq!(dup.status, 422);
+    assert_eq!(dup.body["errors"]["slug"][0], "The slug has already been taken.");
+
+    let up = app.admin(Method::PATCH, &format!("/categories/{id}"), Some(json!({"name": "Renamed", "active": false}))).await;
+    assert_eq!(up.status, 200, "{}", up.text);
+    assert_eq!(up.body["data"]["category"]["name"], "Renamed");
+    assert_eq!(up.body["data"]["category"]["slug"], "a");
+    assert_eq!(up.body["data"]["category"]["active"], false);
+    let empty = app.admin(Method::PATCH, &format!("/categories/{id}"), Some(json!({}))).await;
+    assert_eq!(empty.status, 422);
+    assert!(empty.body["errors"]["payload"].is_array());
+    assert_eq!(app.admin(Method::PATCH, "/categories/999999", Some(json!({"name": "x"}))).await.status, 404);
+}

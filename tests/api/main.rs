@@ -1,0 +1,7 @@
+//! Black-box tests of the whole service: one test binary, each test on its own app with its
+//! own data directory and a random port (see `helpers::spawn_app`).
+
+mod helpers;
+
+mod store_suite;
+mod categories;
