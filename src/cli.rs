@@ -46,6 +46,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    if settings.store.backend == StoreBackend::Scylla {
+        store::scylla::migrate(&settings.store.scylla).await?;
+    }
     store::open(&settings).await?;
     match settings.store.backend {
         StoreBackend::Embedded => println!(

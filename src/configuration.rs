@@ -93,6 +93,8 @@ pub struct ScyllaSettings {
     pub keyspace: String,
     /// Replication factor `hissaback migrate` creates the keyspace with (SimpleStrategy).
     pub replication_factor: u32,
+    /// Ids reserved per lightweight transaction on an id sequence.
+    pub id_block_size: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -210,6 +212,13 @@ impl Settings {
             if token.expose_secret().len() < 16 {
                 return invalid("admin.token must be at least 16 characters");
             }
+        }
+        if self.store.scylla.id_block_size == 0 || self.store.scylla.replication_factor == 0 {
+            return invalid("store.scylla.id_block_size and replication_factor must be positive");
+        }
+        let keyspace = &self.store.scylla.keyspace;
+        if keyspace.is_empty() || keyspace.len() > 48 || !keyspace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return invalid("store.scylla.keyspace must be 1 to 48 letters, digits or underscores");
         }
         if self.store.scylla.nodes.is_empty() {
             return invalid("store.scylla.nodes must name at least one node");

@@ -7,9 +7,11 @@
 //! instead of an auto-increment. Calls on an affiliate's data take the affiliate id, which
 //! is part of every such partition key.
 //!
-//! Backends, chosen once at start from configuration: [`embedded`] (SQLite, the default).
+//! Backends, chosen once at start from configuration: [`embedded`] (SQLite, the default)
+//! and [`scylla`] (ScyllaDB or Apache Cassandra).
 
 pub mod embedded;
+pub mod scylla;
 
 use crate::configuration::{Settings, StoreBackend};
 use crate::domain::{KeyKind, Scope};
@@ -171,7 +173,7 @@ pub type SharedStore = Arc<dyn Store>;
 pub async fn open(settings: &Settings) -> anyhow::Result<SharedStore> {
     match settings.store.backend {
         StoreBackend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open(&settings.store.data_dir).await?)),
-        StoreBackend::Scylla => anyhow::bail!("store backend `scylla` is not available in this build yet"),
+        StoreBackend::Scylla => Ok(Arc::new(scylla::ScyllaStore::open(&settings.store.scylla).await?)),
     }
 }
 

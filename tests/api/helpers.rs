@@ -36,6 +36,44 @@ fn defaults_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configuration/defaults.toml")
 }
 
+/// Where the real CQL database of the test run is (`scripts/services.sh up` starts one on
+/// 127.0.0.1:9042; `HISSABACK_SCYLLA_NODES` points elsewhere).
+pub fn cql_nodes() -> Vec<String> {
+    std::env::var("HISSABACK_SCYLLA_NODES")
+        .unwrap_or_else(|_| "127.0.0.1:9042".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+static KEYSPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static MIGRATED: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+
+/// Settings of this test process's own keyspace on the real CQL database, migrated once
+/// (schema changes are serialised: concurrent CREATE TABLE confuses Cassandra).
+pub async fn scylla_settings() -> hissaback::configuration::ScyllaSettings {
+    let keyspace = KEYSPACE
+        .get_or_init(|| {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            format!("hbtest_{secs}_{}", std::process::id())
+        })
+        .clone();
+    let settings = hissaback::configuration::ScyllaSettings {
+        nodes: cql_nodes(),
+        keyspace,
+        replication_factor: 1,
+        id_block_size: 10,
+    };
+    let mut migrated = MIGRATED.lock().await;
+    if !*migrated {
+        hissaback::store::scylla::migrate(&settings).await.unwrap_or_else(|e| {
+            panic!("the CQL database at {:?} is needed (start it with `scripts/services.sh up`): {e}", settings.nodes)
+        });
+        *migrated = true;
+    }
+    settings
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -154,5 +192,104 @@ impl TestApp {
             key_id: k.body["data"]["key"]["id"].as_u64().unwrap(),
             key: k.body["data"]["key"]["key"].as_str().unwrap().to_string(),
         }
+    }
+}
+
+impl TestApp {
+    /// Sends a request built by the caller (any method, headers or body) and reads the answer.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        Answer::read(req.send().await.expect("request sent")).await
+    }
+
+    /// `GET /api/v1/test` with the key in the given transport.
+    pub async fn ping_with(&self, transport: Transport, key: &str) -> Answer {
+        let req = self.client.get(self.url("/api/v1/test"));
+        let req = match transport {
+            Transport::Bearer => req.bearer_auth(key),
+            Transport::Header => req.header("X-Affiliate-Api-Key", key),
+            Transport::Query => req.query(&[("api_key", key)]),
+        };
+        self.send(req).await
+    }
+
+    /// `GET /api/v1/test` with the key as a bearer token.
+    pub async fn ping(&self, key: &str) -> Answer {
+        self.ping_with(Transport::Bearer, key).await
+    }
+
+    /// An affiliate made through the admin API, returning its `data.affiliate` object.
+    pub async fn affiliate(&self, body: Value) -> Value {
+        let a = self.create_affiliate(body).await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        a.body["data"]["affiliate"].clone()
+    }
+}
+
+/// The seed's three ways of presenting an API key.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    Bearer,
+    Header,
+    Query,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Bearer, Transport::Header, Transport::Query];
+}
+
+/// Every supported scope in canonical order: the seed's nine, then the partner flow's four.
+pub const ALL_SCOPES: [&str; 13] = [
+    "payouts.history.view",
+    "payments.view",
+    "webhooks.manage",
+    "blogs.manage",
+    "blogs.accounts.manage",
+    "products.list",
+    "products.view",
+    "products.discounts.manage",
+    "promotions.view",
+    "offers.read",
+    "campaigns.write",
+    "links.write",
+    "rewards.read",
+];
+
+/// Polls `check` every 50 ms until it gives `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+impl Answer {
+    /// Asserts the failure envelope: this status, `success: false`, a non-empty message and
+    /// code, JSON content type (and so never a plain-text or HTML error page).
+    pub fn assert_failure(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "status of {}", self.text);
+        let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(ct.starts_with("application/json"), "content type {ct:?} of {}", self.text);
+        assert_eq!(self.body["success"], json!(false), "{}", self.text);
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "message of {}", self.text);
+        assert_eq!(self.body["code"], json!(code), "{}", self.text);
+    }
+
+    /// Asserts a 422 `validation_failed` whose `errors` object names `field` with at least one
+    /// message, and whose `message` is a sentence.
+    pub fn assert_invalid(&self, field: &str) {
+        self.assert_failure(422, "validation_failed");
+        let msgs = self.body["errors"][field].as_array().unwrap_or_else(|| panic!("errors.{field} in {}", self.text));
+        assert!(!msgs.is_empty() && msgs.iter().all(|m| m.as_str().is_some_and(|s| !s.is_empty())), "{}", self.text);
+        let message = self.body["message"].as_str().unwrap();
+        assert!(message.starts_with(|c: char| c.is_uppercase()), "message {message:?} is not a sentence");
+        assert!(message.ends_with('.') || message.ends_with(')'), "message {message:?} is not a sentence");
     }
 }

@@ -211,6 +211,14 @@ async fn open_embedded() -> (SharedStore, tempfile::TempDir) {
 
 store_suite!(embedded, open_embedded());
 
+async fn open_scylla() -> (SharedStore, ()) {
+    let settings = crate::helpers::scylla_settings().await;
+    let store = hissaback::store::scylla::ScyllaStore::open(&settings).await.expect("open the CQL store");
+    (std::sync::Arc::new(store), ())
+}
+
+store_suite!(scylla, open_scylla());
+
 #[actix_web::test]
 async fn embedded_data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,376 @@
+//! The distributed store: ScyllaDB through the `scylla` driver (Apache Cassandra 5 speaks
+//! the same CQL and is what the tests run against).
+//!
+//! Tables are designed for their queries: every read names a full partition key, there is
+//! no `ALLOW FILTERING` and no secondary index. Lookup tables (`api_keys_by_hash`,
+//! `api_keys_by_affiliate`) are written beside the main row. Statements are prepared once at
+//! start, so requests are token-aware. Lightweight transactions are used only where
+//! uniqueness needs them: reserving blocks of ids on `id_sequences`. `last_used_at` is
+//! written `USING TIMESTAMP` of the observation, so an older observation can never
+//! overwrite a newer one, without a read.
+//!
+//! Kept out on purpose so Cassandra works too: `USING TIMEOUT`, `BYPASS CACHE`, tablets,
+//! Scylla-only table options.
+
+use super::{AffiliateRecord, ApiKeyRecord, CategoryRecord, Sequence, Store, StoreError, StoreResult};
+use crate::configuration::ScyllaSettings;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hissaback_actors::ports::KeyLastUsed;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::prepared::PreparedStatement;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// One partition holds every category: the set is small and always read whole.
+const CATEGORY_BUCKET: i32 = 0;
+
+/// The schema, in creation order. `{ks}` is replaced by the keyspace.
+const TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {ks}.id_sequences (name text PRIMARY KEY, next bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.settings (name text PRIMARY KEY, value text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.affiliates (id bigint PRIMARY KEY, body text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.api_keys (id bigint PRIMARY KEY, body text, last_used_at timestamp)",
+    "CREATE TABLE IF NOT EXISTS {ks}.api_keys_by_hash (hash text PRIMARY KEY, key_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.api_keys_by_affiliate (affiliate_id bigint, key_id bigint, PRIMARY KEY (affiliate_id, key_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.categories (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
+];
+
+fn driver_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    // Connection-level trouble is worth a retry; the driver's Display says which it is.
+    let text = e.to_string().to_ascii_lowercase();
+    if ["connection", "timed out", "timeout", "unavailable", "no known", "broken pipe", "overloaded"]
+        .iter()
+        .any(|w| text.contains(w))
+    {
+        StoreError::Unavailable(anyhow::Error::new(e))
+    } else {
+        StoreError::Other(anyhow::Error::new(e))
+    }
+}
+
+async fn connect(settings: &ScyllaSettings) -> anyhow::Result<Session> {
+    let session = SessionBuilder::new()
+        .known_nodes(&settings.nodes)
+        .connection_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to CQL nodes {:?}: {e}", settings.nodes))?;
+    Ok(session)
+}
+
+/// Creates the keyspace (SimpleStrategy with the configured factor) and every table; safe to
+/// run again. Schema changes are awaited until the cluster agrees on them.
+pub async fn migrate(settings: &ScyllaSettings) -> anyhow::Result<()> {
+    let session = connect(settings).await?;
+    let ks = &settings.keyspace;
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {}}}",
+                settings.replication_factor
+            ),
+            &[],
+        )
+        .await?;
+    for table in TABLES {
+        session.query_unpaged(table.replace("{ks}", ks), &[]).await?;
+    }
+    session.await_schema_agreement().await?;
+    Ok(())
+}
+
+struct Statements {
+    seq_get: PreparedStatement,
+    seq_insert: PreparedStatement,
+    seq_update: PreparedStatement,
+    setting_get: PreparedStatement,
+    setting_put: PreparedStatement,
+    affiliate_get: PreparedStatement,
+    affiliate_put: PreparedStatement,
+    key_get: PreparedStatement,
+    key_put: PreparedStatement,
+    key_hash_get: PreparedStatement,
+    key_hash_put: PreparedStatement,
+    key_affiliate_put: PreparedStatement,
+    key_affiliate_list: PreparedStatement,
+    key_last_used: PreparedStatement,
+    category_get: PreparedStatement,
+    category_put: PreparedStatement,
+    category_all: PreparedStatement,
+    ping: PreparedStatement,
+}
+
+/// A block of ids reserved with one lightweight transaction: `next..end`.
+#[derive(Default, Clone, Copy)]
+struct IdBlock {
+    next: i64,
+    end: i64,
+}
+
+/// ScyllaDB/Cassandra-backed [`Store`].
+pub struct ScyllaStore {
+    session: Session,
+    st: Statements,
+    block_size: i64,
+    blocks: Mutex<HashMap<&'static str, IdBlock>>,
+}
+
+impl ScyllaStore {
+    /// Connects and prepares every statement; the schema must exist (`hissaback migrate`).
+    pub async fn open(settings: &ScyllaSettings) -> anyhow::Result<Self> {
+        let session = connect(settings).await?;
+        let ks = &settings.keyspace;
+        let prepare = |cql: &str| {
+            let cql = cql.replace("{ks}", ks);
+            let session = &session;
+            async move {
+                session.prepare(cql.clone()).await.map_err(|e| {
+                    anyhow::anyhow!("preparing `{cql}`: {e} (has `hissaback migrate` created keyspace `{ks}`?)")
+                })
+            }
+        };
+        let st = Statements {
+            seq_get: prepare("SELECT next FROM {ks}.id_sequences WHERE name = ?").await?,
+            seq_insert: prepare("INSERT INTO {ks}.id_sequences (name, next) VALUES (?, ?) IF NOT EXISTS").await?,
+            seq_update: prepare("UPDATE {ks}.id_sequences SET next = ? WHERE name = ? IF next = ?").await?,
+            setting_get: prepare("SELECT value FROM {ks}.settings WHERE name = ?").await?,
+            setting_put: prepare("INSERT INTO {ks}.settings (name, value) VALUES (?, ?)").await?,
+            affiliate_get: prepare("SELECT body FROM {ks}.affiliates WHERE id = ?").await?,
+            affiliate_put: prepare("INSERT INTO {ks}.affiliates (id, body) VALUES (?, ?)").await?,
+            key_get: prepare("SELECT body, last_used_at FROM {ks}.api_keys WHERE id = ?").await?,
+            key_put: prepare("INSERT INTO {ks}.api_keys (id, body) VALUES (?, ?)").await?,
+            key_hash_get: prepare("SELECT key_id FROM {ks}.api_keys_by_hash WHERE hash = ?").await?,
+            key_hash_put: prepare("INSERT INTO {ks}.api_keys_by_hash (hash, key_id) VALUES (?, ?)").await?,
+            key_affiliate_put: prepare("INSERT INTO {ks}.api_keys_by_affiliate (affiliate_id, key_id) VALUES (?, ?)").await?,
+            key_affiliate_list: prepare("SELECT key_id FROM {ks}.api_keys_by_affiliate WHERE affiliate_id = ?").await?,
+            key_last_used: prepare("UPDATE {ks}.api_keys USING TIMESTAMP ? SET last_used_at = ? WHERE id = ?").await?,
+            category_get: prepare("SELECT body FROM {ks}.categories WHERE bucket = ? AND id = ?").await?,
+            category_put: prepare("INSERT INTO {ks}.categories (bucket, id, body) VALUES (?, ?, ?)").await?,
+            category_all: prepare("SELECT body FROM {ks}.categories WHERE bucket = ?").await?,
+            ping: prepare("SELECT release_version FROM system.local").await?,
+        };
+        Ok(Self {
+            session,
+            st,
+            block_size: i64::from(settings.id_block_size),
+            blocks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads the single text column of at most one row.
+    async fn one_text(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Option<String>> {
+        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let row = rows.maybe_first_row::<(Option<String>,)>().map_err(driver_error)?;
+        Ok(row.and_then(|(v,)| v))
+    }
+
+    async fn doc<T: DeserializeOwned>(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Option<T>> {
+        self.one_text(st, values).await?.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn write(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<()> {
+        self.session.execute_unpaged(st, values).await.map_err(driver_error)?;
+        Ok(())
+    }
+
+    /// Runs a lightweight transaction and says whether it applied. Cassandra answers only
+    /// `[applied]` when it did and adds the current row when not; ScyllaDB always adds the
+    /// row; so the column is found by name.
+    async fn lwt(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<bool> {
+        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let index = rows
+            .column_specs()
+            .iter()
+            .position(|c| c.name() == "[applied]")
+            .ok_or_else(|| StoreError::Corrupt("LWT answer without [applied]".into()))?;
+        let row = rows
+            .maybe_first_row::<scylla::value::Row>()
+            .map_err(driver_error)?
+            .ok_or_else(|| StoreError::Corrupt("LWT answer without a row".into()))?;
+        match row.columns.get(index) {
+            Some(Some(scylla::value::CqlValue::Boolean(applied))) => Ok(*applied),
+            _ => Err(StoreError::Corrupt("LWT [applied] is not a boolean".into())),
+        }
+    }
+
+    /// Reserves the next block of a sequence: read the high-water mark, then move it with a
+    /// compare-and-set, retrying when another instance won the race.
+    async fn reserve_block(&self, name: &'static str) -> StoreResult<IdBlock> {
+        for _ in 0..100 {
+            let current: Option<i64> = {
+                let rows = self
+                    .session
+                    .execute_unpaged(&self.st.seq_get, (name,))
+                    .await
+                    .map_err(driver_error)?
+                    .into_rows_result()
+                    .map_err(driver_error)?;
+                rows.maybe_first_row::<(Option<i64>,)>().map_err(driver_error)?.and_then(|(v,)| v)
+            };
+            let applied = match current {
+                None => self.lwt(&self.st.seq_insert, (name, 1 + self.block_size)).await?.then_some(1),
+                Some(next) => self.lwt(&self.st.seq_update, (next + self.block_size, name, next)).await?.then_some(next),
+            };
+            if let Some(start) = applied {
+                return Ok(IdBlock { next: start, end: start + self.block_size });
+            }
+        }
+        Err(StoreError::Unavailable(anyhow::anyhow!("id sequence {name} is too contended")))
+    }
+
+    async fn key_rows(&self, id: i64) -> StoreResult<Option<ApiKeyRecord>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.st.key_get, (id,))
+            .await
+            .map_err(driver_error)?
+            .into_rows_result()
+            .map_err(driver_error)?;
+        let Some((body, last_used)) = rows.maybe_first_row::<(Option<String>, Option<DateTime<Utc>>)>().map_err(driver_error)? else {
+            return Ok(None);
+        };
+        // A row with only last_used_at (an observation for a key that does not exist) is no key.
+        let Some(body) = body else { return Ok(None) };
+        let mut key: ApiKeyRecord = from_json(&body)?;
+        key.last_used_at = last_used;
+        Ok(Some(key))
+    }
+}
+
+fn from_json<T: DeserializeOwned>(body: &str) -> StoreResult<T> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("records serialise to JSON")
+}
+
+fn id(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    fn backend(&self) -> &'static str {
+        "scylla"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.write(&self.st.ping, ()).await
+    }
+
+    async fn next_id(&self, seq: Sequence) -> StoreResult<u64> {
+        let name = seq.as_str();
+        let mut blocks = self.blocks.lock().await;
+        let block = blocks.entry(name).or_default();
+        if block.next >= block.end {
+            *block = self.reserve_block(name).await?;
+        }
+        let id = block.next;
+        block.next += 1;
+        Ok(id as u64)
+    }
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        self.one_text(&self.st.setting_get, (name,)).await
+    }
+
+    async fn put_setting(&self, name: &str, value: &str) -> StoreResult<()> {
+        self.write(&self.st.setting_put, (name, value)).await
+    }
+
+    async fn put_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<()> {
+        self.write(&self.st.affiliate_put, (id(affiliate.id), to_json(affiliate))).await
+    }
+
+    async fn get_affiliate(&self, affiliate_id: u64) -> StoreResult<Option<AffiliateRecord>> {
+        self.doc(&self.st.affiliate_get, (id(affiliate_id),)).await
+    }
+
+    async fn put_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let mut doc = key.clone();
+        doc.last_used_at = None;
+        // Lookups first: a key row is only reachable once its lookups exist, and rewriting
+        // them is idempotent.
+        self.write(&self.st.key_hash_put, (key.hash.as_str(), id(key.id))).await?;
+        self.write(&self.st.key_affiliate_put, (id(key.affiliate_id), id(key.id))).await?;
+        self.write(&self.st.key_put, (id(key.id), to_json(&doc))).await
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.st.key_hash_get, (hash,))
+            .await
+            .map_err(driver_error)?
+            .into_rows_result()
+            .map_err(driver_error)?;
+        match rows.maybe_first_row::<(Option<i64>,)>().map_err(driver_error)? {
+            Some((Some(key_id),)) => Ok(self.key_rows(key_id).await?.filter(|k| k.hash == hash)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn key_by_id(&self, key_id: u64) -> StoreResult<Option<ApiKeyRecord>> {
+        self.key_rows(id(key_id)).await
+    }
+
+    async fn keys_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.st.key_affiliate_list, (id(affiliate_id),))
+            .await
+            .map_err(driver_error)?
+            .into_rows_result()
+            .map_err(driver_error)?;
+        let ids: Vec<i64> = rows
+            .rows::<(i64,)>()
+            .map_err(driver_error)?
+            .map(|r| r.map(|(k,)| k).map_err(driver_error))
+            .collect::<Result<_, _>>()?;
+        let mut keys = Vec::with_capacity(ids.len());
+        for key_id in ids {
+            if let Some(k) = self.key_rows(key_id).await? {
+                keys.push(k);
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn record_last_used(&self, batch: &[KeyLastUsed]) -> StoreResult<()> {
+        for u in batch {
+            // Skip observations for keys that do not exist rather than creating ghost rows.
+            if self.key_rows(id(u.key_id)).await?.is_none() {
+                continue;
+            }
+            self.write(&self.st.key_last_used, (u.at.timestamp_micros(), u.at, id(u.key_id))).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_category(&self, category: &CategoryRecord) -> StoreResult<()> {
+        self.write(&self.st.category_put, (CATEGORY_BUCKET, id(category.id), to_json(category))).await
+    }
+
+    async fn get_category(&self, category_id: u64) -> StoreResult<Option<CategoryRecord>> {
+        self.doc(&self.st.category_get, (CATEGORY_BUCKET, id(category_id))).await
+    }
+
+    async fn categories(&self) -> StoreResult<Vec<CategoryRecord>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.st.category_all, (CATEGORY_BUCKET,))
+            .await
+            .map_err(driver_error)?
+            .into_rows_result()
+            .map_err(driver_error)?;
+        rows.rows::<(String,)>()
+            .map_err(driver_error)?
+            .map(|r| r.map_err(driver_error).and_then(|(b,)| from_json(&b)))
+            .collect()
+    }
+}
