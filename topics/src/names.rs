@@ -35,6 +35,16 @@ impl Topic {
         }
     }
 
+    /// Where undecodable messages of this topic go, so they never block a partition.
+    pub fn dead_letter(self) -> String {
+        format!("{}.dead-letter", self.as_str())
+    }
+
+    /// Every topic and its dead-letter topic (base names): what `hissaback migrate` creates.
+    pub fn all_with_dead_letters() -> Vec<String> {
+        Self::ALL.iter().flat_map(|t| [t.as_str().to_string(), t.dead_letter()]).collect()
+    }
+
     /// The name on the broker: the configured prefix (e.g. `hissaback.`) and the base name.
     pub fn qualified(self, prefix: &str) -> String {
         format!("{prefix}{}", self.as_str())
