@@ -2,6 +2,8 @@
 //!
 //! The long-lived, stateful parts of hissaback, each a supervised actix actor:
 //!
+//! - [`consumer`]: a stream consumer per topic and group, with dead letters, retries and
+//!   restarts from the last committed offset;
 //! - [`key_usage`]: batches "this API key was just used" notes from the request path and
 //!   writes `last_used_at` in one store call per flush, never one write per request.
 //!
@@ -13,7 +15,9 @@
 //! those traits once per store backend and hands them over at start, so this crate never
 //! depends on a database driver.
 
+pub mod consumer;
 pub mod key_usage;
+pub mod metrics;
 pub mod ports;
 
 pub use key_usage::{KeyUsage, KeyUsageRecorder};

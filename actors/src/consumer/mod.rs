@@ -1,0 +1,169 @@
+//! Stream consumers: a supervised actor that reads one topic as one consumer group and
+//! hands each decoded event to an [`EventHandler`].
+//!
+//! - At-least-once: a delivery is committed only after the handler returned `Ok`, i.e.
+//!   after its effect is stored; handlers must be idempotent.
+//! - A handler error is retried with capped exponential backoff on the same delivery (the
+//!   partition waits: skipping would lose an effect).
+//! - A message that does not decode can never succeed: it goes to the topic's dead-letter
+//!   topic (`<topic>.dead-letter`), is counted, and is committed, so it never blocks the
+//!   partition.
+//! - A panic in a handler or a bus error stops the actor; its supervisor restarts it, it
+//!   subscribes again and resumes at the last committed offset. Restarts are counted.
+
+mod handlers;
+
+use crate::metrics::ConsumerMetrics;
+use actix::prelude::*;
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use hissaback_topics::bus::{BusError, Delivery, SharedBus};
+use hissaback_topics::{decode, Event};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use handlers::Stop;
+
+/// What a consumer does with each event.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    type Event: Event;
+    /// Applies the event; `Ok` means its effect is stored and the delivery may be committed.
+    async fn handle(&self, event: Self::Event, delivery: &Delivery) -> anyhow::Result<()>;
+}
+
+/// Why a consumer loop ended (the supervisor then restarts it).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("handler panicked")]
+    Panicked,
+}
+
+/// Retry pacing for handler errors.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { first: Duration::from_millis(100), max: Duration::from_secs(30) }
+    }
+}
+
+impl Backoff {
+    /// Delay before retry number `attempt` (1-based): doubling from `first`, capped at `max`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        self.first.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// The consumer actor for handler `H`.
+pub struct ConsumerActor<H: EventHandler> {
+    name: &'static str,
+    bus: SharedBus,
+    group: String,
+    handler: Arc<H>,
+    metrics: ConsumerMetrics,
+    backoff: Backoff,
+    restarts: u32,
+}
+
+impl<H: EventHandler> ConsumerActor<H> {
+    pub fn new(name: &'static str, bus: SharedBus, group: impl Into<String>, handler: Arc<H>, metrics: ConsumerMetrics) -> Self {
+        Self { name, bus, group: group.into(), handler, metrics, backoff: Backoff::default(), restarts: 0 }
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Starts the consumer under a supervisor on the current arbiter. Keep the address: the
+    /// supervisor restarts the actor only while an address to it is alive.
+    pub fn start_supervised(self) -> Addr<Self> {
+        Supervisor::start(move |_| self)
+    }
+
+    fn run(&self) -> impl std::future::Future<Output = Result<(), ConsumerError>> + 'static {
+        let (bus, group, handler, metrics, backoff, name) =
+            (self.bus.clone(), self.group.clone(), self.handler.clone(), self.metrics.clone(), self.backoff, self.name);
+        async move {
+            let topic = H::Event::TOPIC;
+            let mut sub = bus.subscribe(topic.as_str(), &group).await?;
+            tracing::info!(consumer = name, topic = %topic, group = %group, "consumer subscribed");
+            loop {
+                let delivery = sub.next().await?;
+                let labels = [topic.as_str(), group.as_str()];
+                match decode::<H::Event>(&delivery.payload) {
+                    Err(e) => {
+                        tracing::error!(consumer = name, topic = %topic, partition = delivery.partition, offset = delivery.offset, error = %e, "undecodable message sent to the dead-letter topic");
+                        bus.publish(&topic.dead_letter(), &delivery.key, delivery.payload.clone()).await?;
+                        metrics.dead_letters.with_label_values(&labels).inc();
+                    }
+                    Ok(event) => {
+                        let mut attempt = 0u32;
+                        let mut event = Some(event);
+                        loop {
+                            // The event is cloned only when a retry may need it again.
+                            let this = if attempt == 0 { event.take() } else { None };
+                            let ev = match this {
+                                Some(ev) => ev,
+                                None => decode::<H::Event>(&delivery.payload).map_err(BusError::from)?,
+                            };
+                            let outcome = AssertUnwindSafe(handler.handle(ev, &delivery)).catch_unwind().await;
+                            match outcome {
+                                Ok(Ok(())) => break,
+                                Ok(Err(e)) => {
+                                    attempt += 1;
+                                    metrics.handler_errors.with_label_values(&labels).inc();
+                                    let delay = backoff.delay(attempt);
+                                    tracing::warn!(consumer = name, topic = %topic, attempt, error = %e, ?delay, "handler failed; retrying");
+                                    tokio::time::sleep(delay).await;
+                                }
+                                Err(_) => return Err(ConsumerError::Panicked),
+                            }
+                        }
+                        metrics.consumed.with_label_values(&labels).inc();
+                    }
+                }
+                sub.commit(&delivery).await?;
+            }
+        }
+    }
+}
+
+impl<H: EventHandler> Actor for ConsumerActor<H> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // After a restart, wait a little so a broker outage is not a tight loop.
+        let pause = if self.restarts == 0 { Duration::ZERO } else { self.backoff.delay(self.restarts.min(8)) };
+        let run = self.run();
+        let fut = async move {
+            tokio::time::sleep(pause).await;
+            run.await
+        };
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            if let Err(e) = result {
+                tracing::error!(consumer = act.name, error = %e, "consumer stopped; restarting from the last committed offset");
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl<H: EventHandler> Supervised for ConsumerActor<H> {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.restarts += 1;
+        self.metrics.restarts.with_label_values(&[self.name]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests;
