@@ -1,14 +1,42 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (.ci/run calls exactly this).
+# The whole test suite, as CI runs it (.ci/run calls exactly this):
+#
+#   1. start real Apache Kafka (127.0.0.1:9092) and Apache Cassandra (127.0.0.1:9042) from
+#      Maven Central jars (scripts/services.sh; no Docker needed) with fresh data;
+#   2. run every test of the workspace: unit tests, the store and bus suites (each against
+#      every backend, the real servers included) and the black-box API tests on the
+#      embedded backends;
+#   3. run the black-box API tests again on ScyllaDB/Cassandra + Kafka
+#      (HISSABACK_TEST_BACKENDS=real);
+#   4. stop the servers and delete their data, whatever happened.
 #
 # Cargo's target directory lives outside the clone (override with CARGO_TARGET_DIR) so a
-# machine that ran the suite before rebuilds only what changed; a fresh machine builds
-# everything from crates.io. Nothing else needs to be installed by hand.
+# machine that ran the suite before rebuilds only what changed. Set HISSABACK_KEEP_SERVICES=1
+# to leave the servers running afterwards (faster local reruns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hissaback/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-echo "== hissaback test suite (target dir: $CARGO_TARGET_DIR)"
+cleanup() {
+    if [ "${HISSABACK_KEEP_SERVICES:-0}" != "1" ]; then
+        bash scripts/services.sh down --wipe || true
+    fi
+}
+trap cleanup EXIT
+
+echo "== building tests (target dir: $CARGO_TARGET_DIR)"
+cargo test --workspace --locked --no-run
+
+echo "== starting Kafka and Cassandra"
+if [ "${HISSABACK_KEEP_SERVICES:-0}" != "1" ]; then
+    bash scripts/services.sh down --wipe || true
+fi
+bash scripts/services.sh up
+
+echo "== workspace tests (embedded backends for the API; every backend for the suites)"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== black-box API tests on ScyllaDB/Cassandra + Kafka"
+HISSABACK_TEST_BACKENDS=real cargo test --locked --test api --no-fail-fast

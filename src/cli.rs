@@ -50,12 +50,16 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         store::scylla::migrate(&settings.store.scylla).await?;
     }
     store::open(&settings).await?;
+    crate::events::migrate(&settings).await?;
     match settings.store.backend {
         StoreBackend::Embedded => println!(
             "embedded store ready in {} (schema created on start; nothing else to migrate)",
             settings.store.data_dir.display()
         ),
         StoreBackend::Scylla => println!("scylla keyspace `{}` ready", settings.store.scylla.keyspace),
+    }
+    if settings.events.backend == crate::configuration::EventsBackend::Kafka {
+        println!("kafka topics ready on {} (prefix `{}`)", settings.events.kafka.brokers, settings.events.kafka.topic_prefix);
     }
     Ok(())
 }

@@ -111,6 +111,8 @@ pub enum EventsBackend {
 pub struct EventsSettings {
     /// `HISSABACK_EVENTS_BACKEND`.
     pub backend: EventsBackend,
+    /// Partitions of each embedded topic log.
+    pub embedded_partitions: u32,
     pub kafka: KafkaSettings,
 }
 
@@ -123,6 +125,8 @@ pub struct KafkaSettings {
     pub topic_prefix: String,
     /// Partitions `hissaback migrate` creates each topic with.
     pub partitions: i32,
+    /// Replication factor `hissaback migrate` creates each topic with.
+    pub replication_factor: i32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -219,6 +223,9 @@ impl Settings {
         let keyspace = &self.store.scylla.keyspace;
         if keyspace.is_empty() || keyspace.len() > 48 || !keyspace.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return invalid("store.scylla.keyspace must be 1 to 48 letters, digits or underscores");
+        }
+        if self.events.embedded_partitions == 0 || self.events.kafka.partitions <= 0 || self.events.kafka.replication_factor <= 0 {
+            return invalid("events partitions and replication_factor must be positive");
         }
         if self.store.scylla.nodes.is_empty() {
             return invalid("store.scylla.nodes must name at least one node");

@@ -11,7 +11,7 @@
 //!   trusted values; [`error`] turns failures into the seeds' envelope.
 //! - [`domain`]: values parsed at the edge (API keys, scopes).
 //! - [`accounts`]: affiliates and the lifecycle of their keys.
-//! - [`store`]: the storage trait and its backends.
+//! - [`store`]: the storage trait and its backends; [`events`]: the event bus backend.
 //! - [`metrics`]: Prometheus metrics and the request middleware.
 //! - [`demo`]: the demo data set.
 
@@ -22,6 +22,7 @@ pub mod configuration;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod json;
 pub mod metrics;

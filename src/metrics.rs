@@ -21,6 +21,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// `hissaback_auth_failures_total{kind}` (`api_key`, `admin`)
     pub auth_failures: IntCounterVec,
+    /// Stream-consumer metrics (consumed, dead-lettered, handler errors, actor restarts).
+    pub consumers: hissaback_actors::metrics::ConsumerMetrics,
 }
 
 impl Metrics {
@@ -45,7 +47,9 @@ impl Metrics {
         for c in [Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(http_duration.clone()), Box::new(auth_failures.clone())] {
             registry.register(c).expect("metric registered once");
         }
-        Self { registry, http_requests, http_duration, auth_failures }
+        let consumers = hissaback_actors::metrics::ConsumerMetrics::new();
+        consumers.register(&registry).expect("metric registered once");
+        Self { registry, http_requests, http_duration, auth_failures, consumers }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -31,6 +31,7 @@ impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = store::open(&settings).await.context("opening the store")?;
+        let bus = crate::events::open(&settings)?;
         let pepper = match &settings.auth.pepper {
             Some(p) => p.clone(),
             None => load_or_create_pepper(&settings.store.data_dir)?,
@@ -51,6 +52,7 @@ impl Application {
             admin_token: settings.admin.token.clone(),
             settings: Arc::new(settings.clone()),
             store,
+            bus,
             hasher: KeyHasher::new(pepper),
             key_usage: key_usage.clone(),
             public_base_url,

@@ -5,12 +5,14 @@ use crate::domain::KeyHasher;
 use crate::metrics::Metrics;
 use crate::store::SharedStore;
 use hissaback_actors::KeyUsage;
+use hissaback_topics::SharedBus;
 use secrecy::SecretString;
 use std::sync::Arc;
 
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: SharedStore,
+    pub bus: SharedBus,
     pub hasher: KeyHasher,
     pub key_usage: KeyUsage,
     pub admin_token: Option<SecretString>,

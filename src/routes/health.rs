@@ -17,11 +17,12 @@ pub async fn healthz() -> HttpResponse {
     json::ok(serde_json::json!({ "status": "ok" }))
 }
 
-/// The store (and, with it, the embedded event log) answers; 503 otherwise.
+/// The store and the event bus answer; 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is unreachable")))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await.map_err(ApiError::unavailable)?;
-    Ok(json::ok(serde_json::json!({ "status": "ready", "store": state.store.backend() })))
+    state.bus.ping().await.map_err(ApiError::unavailable)?;
+    Ok(json::ok(serde_json::json!({ "status": "ready", "store": state.store.backend(), "events": state.bus.backend() })))
 }
 
 /// Prometheus text exposition.

@@ -36,6 +36,16 @@ fn defaults_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configuration/defaults.toml")
 }
 
+/// `HISSABACK_TEST_BACKENDS=real` runs every black-box test on ScyllaDB/Cassandra and Kafka
+/// instead of the embedded defaults (scripts/test.sh runs the suite both ways).
+pub fn real_backends() -> bool {
+    std::env::var("HISSABACK_TEST_BACKENDS").is_ok_and(|v| v == "real")
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("HISSABACK_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
 /// Where the real CQL database of the test run is (`scripts/services.sh up` starts one on
 /// 127.0.0.1:9042; `HISSABACK_SCYLLA_NODES` points elsewhere).
 pub fn cql_nodes() -> Vec<String> {
@@ -82,6 +92,16 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(data_dir.path());
+    if real_backends() {
+        use hissaback::configuration::{EventsBackend, StoreBackend};
+        settings.store.backend = StoreBackend::Scylla;
+        settings.store.scylla = scylla_settings().await;
+        settings.events.backend = EventsBackend::Kafka;
+        settings.events.kafka.brokers = kafka_brokers();
+        settings.events.kafka.topic_prefix = format!("{}.", settings.store.scylla.keyspace);
+        // Instances sharing a store share a pepper.
+        settings.auth.pepper = Some("test-pepper-shared-by-every-test-app-0123456789".to_string().into());
+    }
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let port = app.port();
