@@ -3,5 +3,10 @@
 
 mod helpers;
 
-mod store_suite;
+mod admin;
+mod auth;
+mod binary;
 mod categories;
+mod errors;
+mod operations;
+mod store_suite;

@@ -1,0 +1,370 @@
+//! The real `hissaback` binary as a child process (DESIGN "Operator surfaces",
+//! "Configuration"): `serve` survives a restart on the same data directory (affiliates, keys,
+//! revocations and the `last_used_at` flushed at SIGTERM), shuts down gracefully with exit
+//! code 0, `demo` prints a working key, admin token and curl calls that work as printed and
+//! reuses its affiliate on a second run, and `migrate` on the embedded default exits 0.
+//!
+//! Every child is killed by a drop guard, so a failing assertion leaks no process.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "binary-test-admin-token-0123456789";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A free local port: bound once by us, then released for the child.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().unwrap().port()
+}
+
+/// A running child; killed (SIGKILL) and reaped on drop unless it already exited.
+struct Proc {
+    child: Child,
+    stderr: PathBuf,
+    stdout_lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Proc {
+    fn logs(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout_lines.lock().unwrap().join("\n"),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and how long it took.
+    async fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let sent = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, started.elapsed());
+            }
+            assert!(started.elapsed() < STOP_TIMEOUT, "no exit {STOP_TIMEOUT:?} after SIGTERM\n{}", self.logs());
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the process to exit on its own.
+    async fn exit(&mut self, timeout: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(started.elapsed() < timeout, "no exit within {timeout:?}\n{}", self.logs());
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The stdout lines read so far.
+    fn lines(&self) -> Vec<String> {
+        self.stdout_lines.lock().unwrap().clone()
+    }
+}
+
+/// `hissaback <sub>` with no inherited `HISSABACK_*` variable, run in `root` (so no stray
+/// `hissaback.toml` is read), with the given contract variables.
+fn start(root: &Path, sub: &str, vars: &[(&str, String)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hissaback"));
+    cmd.arg(sub).current_dir(root);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HISSABACK_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let n = std::fs::read_dir(root).map(|d| d.count()).unwrap_or(0);
+    let stderr = root.join(format!("{sub}-{n}.stderr.log"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&stderr).expect("stderr log file")));
+    let mut child = cmd.spawn().expect("spawn hissaback");
+    let stdout = child.stdout.take().unwrap();
+    let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = stdout_lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) => sink.lock().unwrap().push(l),
+                Err(_) => break,
+            }
+        }
+    });
+    Proc { child, stderr, stdout_lines }
+}
+
+fn serve_vars(data_dir: &Path, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("HISSABACK_LISTEN", format!("127.0.0.1:{port}")),
+        ("HISSABACK_DATA_DIR", data_dir.display().to_string()),
+        ("HISSABACK_ADMIN_TOKEN", ADMIN.to_string()),
+        // Only the flush at shutdown can write last_used_at during these tests.
+        ("HISSABACK_AUTH__LAST_USED_FLUSH_MS", "600000".to_string()),
+    ]
+}
+
+/// Polls `/healthz` until it answers 200; fails early if the child exits.
+async fn wait_healthy(proc: &mut Proc, base: &str) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            panic!("exited with {status} before serving\n{}", proc.logs());
+        }
+        assert!(started.elapsed() < START_TIMEOUT, "/healthz not 200 within {START_TIMEOUT:?}\n{}", proc.logs());
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A JSON call to the child: status and body.
+async fn call(client: &reqwest::Client, method: Method, url: String, bearer: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = client.request(method, &url);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[actix_web::test]
+async fn data_survives_a_graceful_restart_on_the_same_data_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let client = reqwest::Client::new();
+
+    // First life: an affiliate, a used key and a revoked key.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut first = start(root.path(), "serve", &serve_vars(&data, port));
+    wait_healthy(&mut first, &base).await;
+    let (s, a) = call(&client, Method::POST, format!("{base}/admin/v1/affiliates"), Some(ADMIN), Some(json!({"name": "Durable", "email": "d@example.test"}))).await;
+    assert_eq!(s, 201, "{a}");
+    let affiliate = a["data"]["affiliate"].clone();
+    let affiliate_id = affiliate["id"].as_u64().unwrap();
+    let keys_url = format!("{base}/admin/v1/affiliates/{affiliate_id}/keys");
+    let (s, used) = call(&client, Method::POST, keys_url.clone(), Some(ADMIN), Some(json!({"scopes": ["products.list"]}))).await;
+    assert_eq!(s, 201, "{used}");
+    let (s, revoked) = call(&client, Method::POST, keys_url, Some(ADMIN), Some(json!({}))).await;
+    assert_eq!(s, 201, "{revoked}");
+    let used_key = used["data"]["key"]["key"].as_str().unwrap().to_string();
+    let used_id = used["data"]["key"]["id"].as_u64().unwrap();
+    let revoked_key = revoked["data"]["key"]["key"].as_str().unwrap().to_string();
+    let revoked_id = revoked["data"]["key"]["id"].as_u64().unwrap();
+
+    let (s, ok) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&used_key), None).await;
+    assert_eq!(s, 200, "{ok}");
+    let (s, r) = call(&client, Method::DELETE, format!("{base}/admin/v1/keys/{revoked_id}"), Some(ADMIN), None).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, _) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&revoked_key), None).await;
+    assert_eq!(s, 401);
+
+    // SIGTERM: a graceful stop, exit code 0, within a few seconds.
+    let (status, took) = first.terminate().await;
+    assert!(status.success(), "exit status {status} after SIGTERM\n{}", first.logs());
+    assert!(took < Duration::from_secs(5), "graceful shutdown took {took:?}");
+    drop(first);
+
+    // Second life on the same data directory.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut second = start(root.path(), "serve", &serve_vars(&data, port));
+    wait_healthy(&mut second, &base).await;
+
+    let (s, shown) = call(&client, Method::GET, format!("{base}/admin/v1/affiliates/{affiliate_id}"), Some(ADMIN), None).await;
+    assert_eq!(s, 200, "{shown}");
+    assert_eq!(shown["data"]["affiliate"], affiliate);
+
+    // Read before any new use: only the first life's shutdown flush can have written it.
+    let (s, k) = call(&client, Method::GET, format!("{base}/admin/v1/keys/{used_id}"), Some(ADMIN), None).await;
+    assert_eq!(s, 200, "{k}");
+    assert!(k["data"]["key"]["last_used_at"].is_string(), "last_used_at not flushed at shutdown: {k}");
+
+    let (s, again) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&used_key), None).await;
+    assert_eq!(s, 200, "the same plain key must still authenticate: {again}");
+    assert_eq!(again["data"]["affiliate_id"], json!(affiliate_id));
+    assert_eq!(again["data"]["scopes"], json!(["products.list"]));
+
+    let (s, gone) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&revoked_key), None).await;
+    assert_eq!(s, 401, "{gone}");
+    assert_eq!(gone["message"], "API key is invalid.");
+    let (_, rk) = call(&client, Method::GET, format!("{base}/admin/v1/keys/{revoked_id}"), Some(ADMIN), None).await;
+    assert!(rk["data"]["key"]["revoked_at"].is_string(), "{rk}");
+
+    // New ids do not reuse old ones.
+    let (s, b) = call(&client, Method::POST, format!("{base}/admin/v1/affiliates"), Some(ADMIN), Some(json!({"name": "Next", "email": "n@example.test"}))).await;
+    assert_eq!(s, 201, "{b}");
+    assert!(b["data"]["affiliate"]["id"].as_u64().unwrap() > affiliate_id, "{b}");
+
+    let (status, _) = second.terminate().await;
+    assert!(status.success(), "exit status {status}\n{}", second.logs());
+}
+
+/// What `hissaback demo` printed.
+struct DemoOutput {
+    affiliate_line: String,
+    affiliate_id: u64,
+    api_key: String,
+    admin_token: String,
+    curls: Vec<String>,
+}
+
+fn token_with_prefix(lines: &[String], prefix: &str) -> Option<String> {
+    lines
+        .iter()
+        .filter(|l| !l.trim_start().starts_with("curl"))
+        .flat_map(|l| l.split_whitespace())
+        .find(|t| t.starts_with(prefix))
+        .map(|t| t.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_').to_string())
+}
+
+fn parse_demo(lines: &[String]) -> Option<DemoOutput> {
+    let affiliate_line = lines.iter().find(|l| l.contains("Demo affiliate id"))?.trim().to_string();
+    let affiliate_id = affiliate_line.rsplit(|c: char| !c.is_ascii_digit()).find(|s| !s.is_empty())?.parse().ok()?;
+    let api_key = token_with_prefix(lines, "hb_sk_")?;
+    let admin_token = token_with_prefix(lines, "hb_admin_")?;
+    let curls: Vec<String> = lines.iter().map(|l| l.trim()).filter(|l| l.starts_with("curl")).map(String::from).collect();
+    (curls.len() >= 3).then_some(DemoOutput { affiliate_line, affiliate_id, api_key, admin_token, curls })
+}
+
+/// Runs a printed command line through `sh -c`, killing it after `timeout`.
+async fn run_shell(line: &str, timeout: Duration) -> (ExitStatus, String, String) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{line}` did not finish within {timeout:?}");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status, out, err)
+}
+
+/// Starts `hissaback demo` on `data` and reads its output until everything is printed.
+async fn run_demo(root: &Path, data: &Path) -> (Proc, DemoOutput, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let vars = vec![("HISSABACK_LISTEN", format!("127.0.0.1:{port}")), ("HISSABACK_DATA_DIR", data.display().to_string())];
+    let mut demo = start(root, "demo", &vars);
+    let started = Instant::now();
+    let out = loop {
+        if let Some(out) = parse_demo(&demo.lines()) {
+            break out;
+        }
+        if let Some(status) = demo.child.try_wait().unwrap() {
+            panic!("demo exited with {status} before printing its key\n{}", demo.logs());
+        }
+        assert!(started.elapsed() < START_TIMEOUT, "demo printed no key within {START_TIMEOUT:?}\n{}", demo.logs());
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    (demo, out, base)
+}
+
+async fn check_printed_calls(out: &DemoOutput, base: &str, logs: impl Fn() -> String) {
+    assert_eq!(out.curls.len(), 3, "expected three curl lines\n{}", logs());
+    for line in &out.curls {
+        assert!(line.contains(base), "`{line}` does not call {base}");
+        let (status, stdout, stderr) = run_shell(line, Duration::from_secs(20)).await;
+        assert!(status.success(), "`{line}` failed with {status}: {stderr}\n{}", logs());
+        let body: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("`{line}` printed no JSON ({e}): {stdout}"));
+        assert_eq!(body["success"], true, "`{line}` printed {stdout}");
+        if line.contains("/api/v1/test") {
+            assert_eq!(body["data"]["affiliate_id"], json!(out.affiliate_id), "{stdout}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn demo_prints_a_working_key_admin_token_and_calls_and_reuses_its_affiliate() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+
+    let (mut demo, out, base) = run_demo(root.path(), &data).await;
+    assert!(
+        out.api_key.len() == 46 && out.api_key[6..].bytes().all(|b| b.is_ascii_alphanumeric()),
+        "API key {:?}",
+        out.api_key
+    );
+    assert!(out.admin_token.len() > "hb_admin_".len() + 15, "admin token {:?}", out.admin_token);
+    let logs = || demo.logs();
+    check_printed_calls(&out, &base, logs).await;
+    // The printed admin token works on the admin API and the printed key on /api/v1/test.
+    let client = reqwest::Client::new();
+    let (s, body) = call(&client, Method::GET, format!("{base}/admin/v1/affiliates/{}", out.affiliate_id), Some(&out.admin_token), None).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&out.api_key), None).await;
+    assert_eq!(s, 200, "{body}");
+    drop(client);
+    let (status, _) = demo.terminate().await;
+    assert!(status.success(), "demo exit status {status}\n{}", demo.logs());
+    drop(demo);
+
+    // Second run on the same data directory: same affiliate, a new working key.
+    let (mut again, out2, base2) = run_demo(root.path(), &data).await;
+    assert_eq!(out2.affiliate_line, out.affiliate_line);
+    assert_eq!(out2.affiliate_id, out.affiliate_id);
+    assert_ne!(out2.api_key, out.api_key, "a new key is printed");
+    let logs = || again.logs();
+    check_printed_calls(&out2, &base2, logs).await;
+    let (status, _) = again.terminate().await;
+    assert!(status.success(), "demo exit status {status}\n{}", again.logs());
+}
+
+#[actix_web::test]
+async fn migrate_on_the_embedded_default_exits_0() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut migrate = start(root.path(), "migrate", &[("HISSABACK_DATA_DIR", data.display().to_string())]);
+    let status = migrate.exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "migrate exit status {status}\n{}", migrate.logs());
+    // Migrating twice is harmless.
+    let mut again = start(root.path(), "migrate", &[("HISSABACK_DATA_DIR", data.display().to_string())]);
+    let status = again.exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "second migrate exit status {status}\n{}", again.logs());
+}

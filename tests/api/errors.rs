@@ -1,0 +1,176 @@
+//! The failure envelope everywhere (DESIGN "Contract beyond the seeds"): unknown routes,
+//! bodies that are malformed, of the wrong media type, not an object or too large all answer
+//! `{"success": false, "message", "code"}` JSON with the right status and never a 500; and
+//! every response carries an `x-request-id`.
+
+use crate::helpers::{spawn_app, spawn_app_with, Answer, TestApp, ADMIN_TOKEN};
+use reqwest::Method;
+use serde_json::json;
+
+/// A raw admin request: the admin token, this content type and this body, as given.
+async fn raw_admin(app: &TestApp, method: Method, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
+    let req = app
+        .client
+        .request(method, app.url(&format!("/admin/v1{path}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Content-Type", content_type)
+        .body(body);
+    app.send(req).await
+}
+
+/// The admin routes that read a JSON body, on an existing affiliate and key.
+async fn body_routes(app: &TestApp) -> Vec<(Method, String)> {
+    let p = app.partner(None).await;
+    vec![
+        (Method::POST, "/affiliates".to_string()),
+        (Method::PATCH, format!("/affiliates/{}", p.affiliate_id)),
+        (Method::POST, format!("/affiliates/{}/keys", p.affiliate_id)),
+        (Method::POST, format!("/keys/{}/rotate", p.key_id)),
+    ]
+}
+
+#[actix_web::test]
+async fn unknown_routes_are_404_route_not_found() {
+    let app = spawn_app().await;
+    let r = app.get("/nope").await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.body, json!({"success": false, "message": "Route not found.", "code": "not_found"}));
+    let p = app.partner(None).await;
+    for r in [
+        app.send(app.client.post(app.url("/nope")).json(&json!({}))).await,
+        app.get("/api/v1/nope").await,
+        app.get_with_key("/api/v1/nope", &p.key).await,
+        app.get("/api/v2/test").await,
+        app.admin(Method::GET, "/nope", None).await,
+    ] {
+        r.assert_error(404, "Route not found.", "not_found");
+    }
+}
+
+#[actix_web::test]
+async fn a_wrong_method_on_a_known_route_answers_in_the_envelope() {
+    let app = spawn_app().await;
+    let p = app.partner(None).await;
+    for r in [
+        app.send(app.client.post(app.url("/api/v1/test")).bearer_auth(&p.key)).await,
+        app.send(app.client.delete(app.url("/healthz"))).await,
+        app.admin(Method::PUT, "/affiliates", Some(json!({}))).await,
+    ] {
+        assert!(r.status == 404 || r.status == 405, "status of {}", r.text);
+        assert_eq!(r.body["success"], false, "envelope expected, got {:?}", r.text);
+        assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.text);
+        assert!(r.body["code"].as_str().is_some_and(|c| !c.is_empty()), "{}", r.text);
+    }
+}
+
+#[actix_web::test]
+async fn malformed_json_is_400_invalid_json() {
+    let app = spawn_app().await;
+    for (method, path) in body_routes(&app).await {
+        for body in ["{\"name\": ", "{name: 1}", r#"{"name": "A", "email": "a@example.test"} trailing"#, "not json at all"] {
+            let r = raw_admin(&app, method.clone(), &path, "application/json", body).await;
+            assert_eq!(r.status, 400, "{method} {path} {body:?}: {}", r.text);
+            r.assert_failure(400, "invalid_json");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn malformed_json_is_400_even_when_it_also_lacks_fields() {
+    // The body is not JSON at all, so it cannot be judged field by field.
+    let app = spawn_app().await;
+    let mut wrong = Vec::new();
+    for body in [r#"{"name": "x"} trailing"#, r#"{"name": "x"}}"#, r#"{"name": "x", "#, r#"{"name": 5,"#, r#"{"active": "yes""#] {
+        let r = raw_admin(&app, Method::POST, "/affiliates", "application/json", body).await;
+        if r.status != 400 || r.body["code"] != "invalid_json" {
+            wrong.push(format!("{body} -> {} {}", r.status, r.text));
+        }
+        assert!(r.status != 500, "{}", r.text);
+    }
+    assert!(wrong.is_empty(), "expected 400 invalid_json for:\n{}", wrong.join("\n"));
+}
+
+#[actix_web::test]
+async fn a_json_body_without_a_json_content_type_is_415() {
+    let app = spawn_app().await;
+    for (method, path) in body_routes(&app).await {
+        for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+            let r = raw_admin(&app, method.clone(), &path, content_type, r#"{"name": "A", "email": "a@example.test"}"#).await;
+            assert_eq!(r.status, 415, "{method} {path} {content_type}: {}", r.text);
+            r.assert_failure(415, "unsupported_media_type");
+        }
+    }
+    // `application/json; charset=utf-8` is JSON.
+    let ok = raw_admin(&app, Method::POST, "/affiliates", "application/json; charset=utf-8", r#"{"name": "A", "email": "a@example.test"}"#).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+}
+
+#[actix_web::test]
+async fn a_json_body_that_is_not_an_object_is_422() {
+    let app = spawn_app().await;
+    for (method, path) in body_routes(&app).await {
+        for body in ["[]", r#"[{"name": "A", "email": "a@example.test"}]"#, "\"text\"", "42", "null"] {
+            let r = raw_admin(&app, method.clone(), &path, "application/json", body).await;
+            assert_eq!(r.status, 422, "{method} {path} {body}: {}", r.text);
+            r.assert_failure(422, "validation_failed");
+            assert!(r.body["errors"].is_object(), "{}", r.text);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn_app_with(|s| s.server.body_limit_bytes = 1024).await;
+    let big = serde_json::to_string(&json!({"name": "x".repeat(4096), "email": "a@example.test"})).unwrap();
+    for (method, path) in body_routes(&app).await {
+        let r = raw_admin(&app, method.clone(), &path, "application/json", big.clone()).await;
+        assert_eq!(r.status, 413, "{method} {path}: {}", r.text);
+        r.assert_failure(413, "payload_too_large");
+    }
+    // Under the limit still works on the same app.
+    let small = raw_admin(&app, Method::POST, "/affiliates", "application/json", r#"{"name": "A", "email": "a@example.test"}"#).await;
+    assert_eq!(small.status, 201, "{}", small.text);
+}
+
+#[actix_web::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let p = app.partner(None).await;
+    let requests = || {
+        vec![
+            app.client.get(app.url("/healthz")),
+            app.client.get(app.url("/readyz")),
+            app.client.get(app.url("/metrics")),
+            app.client.get(app.url("/openapi.json")),
+            app.client.get(app.url("/nope")),
+            app.client.get(app.url("/api/v1/test")),
+            app.client.get(app.url("/api/v1/test")).bearer_auth(&p.key),
+            app.client.get(app.url("/admin/v1/affiliates/1")),
+            app.client.post(app.url("/admin/v1/affiliates")).bearer_auth(ADMIN_TOKEN).header("Content-Type", "application/json").body("{"),
+            app.client.post(app.url("/admin/v1/affiliates")).bearer_auth(ADMIN_TOKEN).json(&json!({})),
+        ]
+    };
+    let mut generated = Vec::new();
+    for req in requests() {
+        let r = app.send(req).await;
+        let id = r.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(!id.trim().is_empty(), "no x-request-id on {} {}", r.status, r.text);
+        generated.push(id.to_string());
+    }
+    let mut unique = generated.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), generated.len(), "generated request ids repeat: {generated:?}");
+
+    for (i, req) in requests().into_iter().enumerate() {
+        let sent = format!("client-req_{i}.7f3a-XYZ");
+        let r = app.send(req.header("X-Request-Id", &sent)).await;
+        assert_eq!(
+            r.headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+            Some(sent.as_str()),
+            "request id not echoed on {} {}",
+            r.status,
+            r.text
+        );
+    }
+}

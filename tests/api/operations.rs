@@ -1,0 +1,118 @@
+//! Operator surfaces (DESIGN "Operator surfaces"): `/healthz`, `/readyz`, the Prometheus
+//! `/metrics` (request counts by route pattern, latency histogram, auth failures) and the
+//! generated `/openapi.json`.
+
+use crate::helpers::spawn_app;
+use serde_json::Value;
+
+/// The sum of every sample of `metric` (any labels) in a Prometheus text exposition.
+fn sample_sum(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(metric).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The samples of `metric` whose label set contains every one of `labels` (`name="value"`).
+fn samples<'a>(text: &'a str, metric: &str, labels: &[&str]) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .collect()
+}
+
+#[actix_web::test]
+async fn healthz_is_200_json_success() {
+    let app = spawn_app().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(ct.starts_with("application/json"), "{ct}");
+    assert_eq!(r.body["success"], true, "{}", r.text);
+}
+
+#[actix_web::test]
+async fn readyz_reports_the_embedded_store() {
+    let app = spawn_app().await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["success"], true, "{}", r.text);
+    assert_eq!(r.body["data"]["store"], "embedded", "{}", r.text);
+}
+
+#[actix_web::test]
+async fn metrics_count_requests_by_route_and_time_them() {
+    let app = spawn_app().await;
+    let p = app.partner(None).await;
+    for _ in 0..3 {
+        assert_eq!(app.ping(&p.key).await.status, 200);
+    }
+    app.get("/api/v1/test").await; // one 401 on the same route
+
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let text = &r.text;
+    assert!(text.contains("# TYPE hissaback_http_requests_total counter"), "{text}");
+    let ok = samples(text, "hissaback_http_requests_total", &[r#"route="/api/v1/test""#, r#"status="200""#, r#"method="GET""#]);
+    assert_eq!(ok.len(), 1, "{text}");
+    assert!(ok[0].ends_with(" 3"), "{}", ok[0]);
+    let unauthorized = samples(text, "hissaback_http_requests_total", &[r#"route="/api/v1/test""#, r#"status="401""#]);
+    assert_eq!(unauthorized.len(), 1, "{text}");
+    assert!(unauthorized[0].ends_with(" 1"), "{}", unauthorized[0]);
+    // Admin routes are labelled by pattern, not by the concrete id.
+    assert!(!text.contains(&format!("/affiliates/{}", p.affiliate_id)), "{text}");
+
+    assert!(text.contains("# TYPE hissaback_http_request_duration_seconds histogram"), "{text}");
+    let buckets = samples(text, "hissaback_http_request_duration_seconds_bucket", &[r#"route="/api/v1/test""#]);
+    assert!(!buckets.is_empty(), "{text}");
+    let inf = samples(text, "hissaback_http_request_duration_seconds_bucket", &[r#"route="/api/v1/test""#, r#"le="+Inf""#]);
+    assert_eq!(inf.len(), 1, "{text}");
+    assert!(inf[0].ends_with(" 4"), "{}", inf[0]);
+
+    // Unknown paths do not each get their own series.
+    app.get("/scanner/probe-1").await;
+    app.get("/scanner/probe-2").await;
+    let after = app.get("/metrics").await.text;
+    assert!(!after.contains("probe-1") && !after.contains("probe-2"), "{after}");
+}
+
+#[actix_web::test]
+async fn metrics_count_failed_authentications() {
+    let app = spawn_app().await;
+    let p = app.partner(None).await;
+    let before = sample_sum(&app.get("/metrics").await.text, "hissaback_auth_failures_total");
+
+    app.ping("garbage").await.assert_error(401, "API key is invalid.", "unauthenticated");
+    let once = app.get("/metrics").await.text;
+    assert_eq!(sample_sum(&once, "hissaback_auth_failures_total"), before + 1.0, "{once}");
+
+    app.get("/api/v1/test").await; // missing key
+    let twice = app.get("/metrics").await.text;
+    assert_eq!(sample_sum(&twice, "hissaback_auth_failures_total"), before + 2.0, "{twice}");
+
+    // Successful authentications do not count as failures.
+    assert_eq!(app.ping(&p.key).await.status, 200);
+    let still = app.get("/metrics").await.text;
+    assert_eq!(sample_sum(&still, "hissaback_auth_failures_total"), before + 2.0, "{still}");
+}
+
+#[actix_web::test]
+async fn openapi_document_describes_the_api() {
+    let app = spawn_app().await;
+    let r = app.get("/openapi.json").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let version = r.body["openapi"].as_str().unwrap_or("");
+    assert!(version.starts_with("3."), "openapi version {version:?}");
+    let paths = r.body["paths"].as_object().expect("paths object");
+    for path in ["/api/v1/test", "/admin/v1/affiliates", "/admin/v1/affiliates/{id}", "/admin/v1/affiliates/{id}/keys", "/admin/v1/keys/{id}/rotate", "/healthz"] {
+        assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys().collect::<Vec<_>>());
+    }
+    assert!(r.body["paths"]["/api/v1/test"]["get"].is_object());
+    assert!(r.body["paths"]["/admin/v1/affiliates"]["post"].is_object());
+    assert!(matches!(r.body["info"]["title"], Value::String(_)));
+}
