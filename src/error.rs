@@ -180,6 +180,16 @@ pub fn from_validation(errors: &validator::ValidationErrors) -> FieldErrors {
 }
 
 fn collect(errors: &validator::ValidationErrors, prefix: &str, out: &mut FieldErrors) {
+    collect_all(errors, prefix, out);
+    // A missing value fails `required`; its other rules would only repeat that.
+    for messages in out.values_mut() {
+        if let Some(req) = messages.iter().find(|m| m.ends_with("field is required.")).cloned() {
+            *messages = vec![req];
+        }
+    }
+}
+
+fn collect_all(errors: &validator::ValidationErrors, prefix: &str, out: &mut FieldErrors) {
     use validator::ValidationErrorsKind;
     for (field, kind) in errors.errors() {
         let path = if prefix.is_empty() { field.to_string() } else { format!("{prefix}.{field}") };
@@ -190,10 +200,10 @@ fn collect(errors: &validator::ValidationErrors, prefix: &str, out: &mut FieldEr
                     msgs.push(e.message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| default_message(&path, e)));
                 }
             }
-            ValidationErrorsKind::Struct(inner) => collect(inner, &path, out),
+            ValidationErrorsKind::Struct(inner) => collect_all(inner, &path, out),
             ValidationErrorsKind::List(items) => {
                 for (i, inner) in items {
-                    collect(inner, &format!("{path}.{i}"), out);
+                    collect_all(inner, &format!("{path}.{i}"), out);
                 }
             }
         }

@@ -54,9 +54,7 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for JsonBody<T> {
                 }
                 body.extend_from_slice(&chunk);
             }
-            let value: T = parse_json(&body, content_type.as_deref())?;
-            value.validate().map_err(|e| ApiError::validation(from_validation(&e)))?;
-            Ok(JsonBody(value))
+            parse_json(&body, content_type.as_deref()).map(JsonBody)
         })
     }
 }
@@ -74,8 +72,11 @@ fn is_json(content_type: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses a body as JSON into `T`, mapping each kind of failure to its answer.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8], content_type: Option<&str>) -> Result<T, ApiError> {
+/// Parses a body as JSON into `T`, mapping each kind of failure to its answer: not JSON at
+/// all is a 400; a JSON document of the wrong shape is a 422 that names every field with a
+/// wrong type (each bad field is set aside and the rest read again) and, once the types are
+/// right, every field that breaks a validation rule.
+pub fn parse_json<T: DeserializeOwned + Validate>(body: &[u8], content_type: Option<&str>) -> Result<T, ApiError> {
     let blank = body.iter().all(u8::is_ascii_whitespace);
     if !blank && !content_type.is_some_and(is_json) {
         return Err(ApiError::new(
@@ -85,36 +86,86 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], content_type: Option<&str>) 
         ));
     }
     let body: &[u8] = if blank { b"{}" } else { body };
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') && serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+    let mut doc: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("The request body is not valid JSON: {e}.")))?;
+    if !doc.is_object() {
         return Err(ApiError::invalid_field("payload", "The request body must be a JSON object."));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        json_error(&path, err.into_inner())
-    })?;
-    de.end().map_err(|e| json_error(".", e))?;
-    Ok(value)
+    let mut errors = FieldErrors::new();
+    for _ in 0..64 {
+        match serde_path_to_error::deserialize::<_, T>(&doc) {
+            Ok(value) => {
+                if let Err(e) = value.validate() {
+                    for (field, messages) in from_validation(&e) {
+                        errors.entry(field).or_insert(messages);
+                    }
+                }
+                return if errors.is_empty() { Ok(value) } else { Err(ApiError::validation(errors)) };
+            }
+            Err(err) => {
+                let path: Vec<serde_path_to_error::Segment> = err.path().iter().cloned().collect();
+                let shown = dotted(&path);
+                let text = strip_position(&err.into_inner().to_string());
+                let (field, message) = match missing_field(&text) {
+                    Some(f) => {
+                        let full = if shown == "." { f.to_string() } else { format!("{shown}.{f}") };
+                        let msg = format!("The {} field is required.", human(&full));
+                        (full, msg)
+                    }
+                    None => (shown.clone(), format!("The {} field is invalid: {text}.", human(&shown))),
+                };
+                let repeated = errors.contains_key(&field);
+                errors.entry(field).or_default().push(message);
+                // Set the bad field aside and read the rest again, unless that cannot help.
+                if repeated || shown == "." || !remove_at(&mut doc, &path) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(ApiError::validation(errors))
 }
 
-fn json_error(path: &str, inner: serde_json::Error) -> ApiError {
-    match inner.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-            ApiError::bad_request("invalid_json", format!("The request body is not valid JSON: {inner}."))
-        }
-        serde_json::error::Category::Data => {
-            let text = strip_position(&inner.to_string());
-            let mut errors = FieldErrors::new();
-            if let Some(field) = missing_field(&text) {
-                let full = if path == "." { field.to_string() } else { format!("{path}.{field}") };
-                errors.insert(full.clone(), vec![format!("The {} field is required.", human(&full))]);
-            } else if path == "." {
-                errors.insert("payload".into(), vec![format!("The request body must be a JSON object ({text}).")]);
-            } else {
-                errors.insert(path.to_string(), vec![format!("The {} field is invalid: {text}.", human(path))]);
-            }
-            ApiError::validation(errors)
-        }
+/// A field path the way 422 errors name fields: `user.email`, `scopes.0`.
+fn dotted(path: &[serde_path_to_error::Segment]) -> String {
+    use serde_path_to_error::Segment;
+    let parts: Vec<String> = path
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .collect();
+    if parts.is_empty() { ".".to_string() } else { parts.join(".") }
+}
+
+/// Removes the value at `path` from a JSON document; false when there is nothing to remove.
+fn remove_at(doc: &mut serde_json::Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    if let Some(Segment::Seq { .. }) = path.last() {
+        // Removing one element would shift the others: set the whole list aside.
+        return remove_at(doc, &path[..path.len() - 1]);
+    }
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut node = doc;
+    for seg in parents {
+        node = match (seg, node) {
+            (Segment::Map { key }, serde_json::Value::Object(m)) => match m.get_mut(key) {
+                Some(n) => n,
+                None => return false,
+            },
+            (Segment::Seq { index }, serde_json::Value::Array(a)) => match a.get_mut(*index) {
+                Some(n) => n,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Segment::Map { key }, serde_json::Value::Object(m)) => m.remove(key).is_some(),
+        _ => false,
     }
 }
 
@@ -150,7 +201,7 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, validator::Validate)]
     #[allow(dead_code)]
     struct Body {
         name: String,

@@ -2,7 +2,7 @@
 
 use crate::accounts::{self, NewAffiliate};
 use crate::auth::Admin;
-use crate::error::{from_validation, ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::json;
 use crate::state::AppState;
@@ -11,6 +11,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use crate::validation::required;
 use validator::Validate;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -21,11 +22,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct UserInput {
-    #[serde(deserialize_with = "json::trimmed")]
-    #[validate(length(min = 1, max = 255, message = "The user name field must be between 1 and 255 characters."))]
+    #[serde(default, deserialize_with = "json::trimmed")]
+    #[validate(custom(function = "required"), length(max = 255, message = "The user name field must not be greater than 255 characters."))]
     pub name: String,
-    #[serde(deserialize_with = "json::trimmed")]
-    #[validate(email(message = "The user email field must be a valid email address."), length(max = 255))]
+    #[serde(default, deserialize_with = "json::trimmed")]
+    #[validate(custom(function = "required"), email(message = "The user email field must be a valid email address."), length(max = 255))]
     pub email: String,
 }
 
@@ -35,11 +36,11 @@ fn yes() -> bool {
 
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct CreateAffiliate {
-    #[serde(deserialize_with = "json::trimmed")]
-    #[validate(length(min = 1, max = 255, message = "The name field must be between 1 and 255 characters."))]
+    #[serde(default, deserialize_with = "json::trimmed")]
+    #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
     pub name: String,
-    #[serde(deserialize_with = "json::trimmed")]
-    #[validate(email(message = "The email field must be a valid email address."), length(max = 255))]
+    #[serde(default, deserialize_with = "json::trimmed")]
+    #[validate(custom(function = "required"), email(message = "The email field must be a valid email address."), length(max = 255))]
     pub email: String,
     #[serde(default = "yes")]
     pub active: bool,
@@ -47,6 +48,7 @@ pub struct CreateAffiliate {
     pub blog_approved: bool,
     /// Absent: a user made from `name` and `email`; `null`: no linked user.
     #[serde(default, deserialize_with = "json::double_option")]
+    #[validate(nested)]
     #[schema(value_type = Option<UserInput>)]
     pub user: Option<Option<UserInput>>,
 }
@@ -54,27 +56,18 @@ pub struct CreateAffiliate {
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct UpdateAffiliate {
     #[serde(default, deserialize_with = "json::opt_trimmed")]
-    #[validate(length(min = 1, max = 255, message = "The name field must be between 1 and 255 characters."))]
+    #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "json::opt_trimmed")]
-    #[validate(email(message = "The email field must be a valid email address."), length(max = 255))]
+    #[validate(custom(function = "required"), email(message = "The email field must be a valid email address."), length(max = 255))]
     pub email: Option<String>,
     pub active: Option<bool>,
     pub blog_approved: Option<bool>,
     /// Absent: unchanged; `null`: unlink the user; object: link or update it.
     #[serde(default, deserialize_with = "json::double_option")]
+    #[validate(nested)]
     #[schema(value_type = Option<UserInput>)]
     pub user: Option<Option<UserInput>>,
-}
-
-fn validate_user(user: &Option<Option<UserInput>>) -> Result<(), ApiError> {
-    if let Some(Some(u)) = user {
-        if let Err(e) = u.validate() {
-            let errors: FieldErrors = from_validation(&e).into_iter().map(|(k, v)| (format!("user.{k}"), v)).collect();
-            return Err(ApiError::validation(errors));
-        }
-    }
-    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -124,7 +117,6 @@ fn answer(status: actix_web::http::StatusCode, a: &AffiliateRecord) -> HttpRespo
     responses((status = 201, description = "created"), (status = 401), (status = 422)), security(("admin" = [])))]
 pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<CreateAffiliate>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    validate_user(&body.user)?;
     let user = match body.user {
         None => Some((body.name.clone(), body.email.clone())),
         Some(None) => None,
@@ -156,7 +148,6 @@ pub async fn update(
     body: JsonBody<UpdateAffiliate>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    validate_user(&body.user)?;
     if body.name.is_none() && body.email.is_none() && body.active.is_none() && body.blog_approved.is_none() && body.user.is_none() {
         return Err(ApiError::invalid_field("payload", "Provide at least one field to update."));
     }

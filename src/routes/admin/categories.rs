@@ -12,6 +12,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use crate::validation::required;
 use validator::Validate;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -26,8 +27,8 @@ fn yes() -> bool {
 
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct CreateCategory {
-    #[serde(deserialize_with = "json::trimmed")]
-    #[validate(length(min = 1, max = 255, message = "The name field must be between 1 and 255 characters."))]
+    #[serde(default, deserialize_with = "json::trimmed")]
+    #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
     pub name: String,
     /// Lowercase letters, digits and single hyphens; unique among live categories.
     #[serde(default, deserialize_with = "json::opt_trimmed")]
@@ -39,7 +40,7 @@ pub struct CreateCategory {
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct UpdateCategory {
     #[serde(default, deserialize_with = "json::opt_trimmed")]
-    #[validate(length(min = 1, max = 255, message = "The name field must be between 1 and 255 characters."))]
+    #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
     pub name: Option<String>,
     /// Absent: unchanged; `null`: cleared (the category is then no longer listed).
     #[serde(default, deserialize_with = "json::double_option")]
