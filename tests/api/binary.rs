@@ -368,3 +368,94 @@ async fn migrate_on_the_embedded_default_exits_0() {
     let status = again.exit(Duration::from_secs(30)).await;
     assert!(status.success(), "second migrate exit status {status}\n{}", again.logs());
 }
+
+/// The distributed shape from the command line: `migrate` then `serve` with
+/// `HISSABACK_STORE_BACKEND=scylla HISSABACK_EVENTS_BACKEND=kafka` against the real servers
+/// (scripts/services.sh), passing the seed's authentication checks, across a restart.
+#[actix_web::test]
+async fn migrate_then_serve_on_scylla_and_kafka() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let keyspace = format!("hbbin_{secs}_{}", std::process::id());
+    let distributed = |port: u16| {
+        let mut vars = serve_vars(&data, port);
+        vars.retain(|(k, _)| *k != "HISSABACK_AUTH__LAST_USED_FLUSH_MS");
+        vars.extend([
+            ("HISSABACK_STORE_BACKEND", "scylla".to_string()),
+            ("HISSABACK_SCYLLA_NODES", crate::helpers::cql_nodes().join(",")),
+            ("HISSABACK_SCYLLA_KEYSPACE", keyspace.clone()),
+            ("HISSABACK_EVENTS_BACKEND", "kafka".to_string()),
+            ("HISSABACK_KAFKA_BROKERS", crate::helpers::kafka_brokers()),
+            ("HISSABACK_KAFKA_TOPIC_PREFIX", format!("{keyspace}.")),
+            ("HISSABACK_AUTH__LAST_USED_FLUSH_MS", "200".to_string()),
+        ]);
+        vars
+    };
+
+    let mut migrate = start(root.path(), "migrate", &distributed(free_port()));
+    let status = migrate.exit(Duration::from_secs(120)).await;
+    assert!(status.success(), "migrate exit status {status}\n{}", migrate.logs());
+    assert!(migrate.lines().iter().any(|l| l.contains(&keyspace)), "{:?}", migrate.lines());
+
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(root.path(), "serve", &distributed(port));
+    wait_healthy(&mut server, &base).await;
+    let (s, ready) = call(&client, Method::GET, format!("{base}/readyz"), None, None).await;
+    assert_eq!(s, 200, "{ready}");
+    assert_eq!(ready["data"]["store"], "scylla");
+    assert_eq!(ready["data"]["events"], "kafka");
+
+    let (s, a) = call(&client, Method::POST, format!("{base}/admin/v1/affiliates"), Some(ADMIN), Some(json!({"name": "Dist", "email": "d@example.test"}))).await;
+    assert_eq!(s, 201, "{a}");
+    let affiliate_id = a["data"]["affiliate"]["id"].as_u64().unwrap();
+    let keys = format!("{base}/admin/v1/affiliates/{affiliate_id}/keys");
+    let (s, k) = call(&client, Method::POST, keys.clone(), Some(ADMIN), Some(json!({"scopes": ["products.list"]}))).await;
+    assert_eq!(s, 201, "{k}");
+    let key = k["data"]["key"]["key"].as_str().unwrap().to_string();
+    let key_id = k["data"]["key"]["id"].as_u64().unwrap();
+
+    let expected = json!({"success": true, "message": "Affiliate API key authenticated successfully.",
+        "data": {"affiliate_id": affiliate_id, "scopes": ["products.list"], "restrictions": ["blogs.manage"]}});
+    for req in [
+        client.get(format!("{base}/api/v1/test")).bearer_auth(&key),
+        client.get(format!("{base}/api/v1/test")).header("X-Affiliate-Api-Key", &key),
+        client.get(format!("{base}/api/v1/test?api_key={key}")),
+    ] {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap(), expected);
+    }
+    let (s, missing) = call(&client, Method::GET, format!("{base}/api/v1/test"), None, None).await;
+    assert_eq!((s, missing["message"].as_str()), (401, Some("API key is missing.")));
+    let (s, invalid) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&format!("hb_sk_{}", "x".repeat(40))), None).await;
+    assert_eq!((s, invalid["message"].as_str()), (401, Some("API key is invalid.")));
+    let (s, _) = call(&client, Method::PATCH, format!("{base}/admin/v1/affiliates/{affiliate_id}"), Some(ADMIN), Some(json!({"active": false}))).await;
+    assert_eq!(s, 200);
+    let (s, inactive) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&key), None).await;
+    assert_eq!((s, inactive["message"].as_str()), (401, Some("Affiliate account is not active.")));
+    let (s, _) = call(&client, Method::PATCH, format!("{base}/admin/v1/affiliates/{affiliate_id}"), Some(ADMIN), Some(json!({"active": true}))).await;
+    assert_eq!(s, 200);
+
+    let (status, _) = server.terminate().await;
+    assert!(status.success(), "serve exit status {status}\n{}", server.logs());
+
+    // A second life on the same keyspace: the key still works and its use was recorded.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut again = start(root.path(), "serve", &distributed(port));
+    wait_healthy(&mut again, &base).await;
+    let (s, _) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&key), None).await;
+    assert_eq!(s, 200);
+    let (s, shown) = call(&client, Method::GET, format!("{base}/admin/v1/keys/{key_id}"), Some(ADMIN), None).await;
+    assert_eq!(s, 200);
+    assert!(shown["data"]["key"]["last_used_at"].is_string(), "{shown}");
+    let (s, _) = call(&client, Method::DELETE, format!("{base}/admin/v1/keys/{key_id}"), Some(ADMIN), None).await;
+    assert_eq!(s, 200);
+    let (s, revoked) = call(&client, Method::GET, format!("{base}/api/v1/test"), Some(&key), None).await;
+    assert_eq!((s, revoked["message"].as_str()), (401, Some("API key is invalid.")));
+    let (status, _) = again.terminate().await;
+    assert!(status.success(), "serve exit status {status}\n{}", again.logs());
+}

@@ -3,24 +3,40 @@
 
 use crate::helpers::spawn_app;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// Categories are global to a deployment, and the real-backend run shares one keyspace
+/// between tests: every slug here carries a per-test suffix, and listings are read back
+/// filtered to this test's own categories.
+fn tag() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("t{}{n}", t % 1_000_000_000)
+}
+
+fn own(list: &Value, tag: &str) -> Vec<Value> {
+    list.as_array().unwrap().iter().filter(|c| c["slug"].as_str().unwrap().ends_with(tag)).cloned().collect()
+}
 
 #[actix_web::test]
 async fn lists_only_active_live_categories_with_a_slug_ordered_by_name() {
     let app = spawn_app().await;
     let p = app.partner(Some(&["products.list"])).await;
+    let t = tag();
     for body in [
-        json!({"name": "Development", "slug": "development"}),
-        json!({"name": "design", "slug": "design"}),
-        json!({"name": "Archived", "slug": "archived", "active": false}),
-        json!({"name": "No Slug"}),
-        json!({"name": "Blank Slug", "slug": "   "}),
-        json!({"name": "Business", "slug": "business"}),
+        json!({"name": format!("Development {t}"), "slug": format!("development-{t}")}),
+        json!({"name": format!("design {t}"), "slug": format!("design-{t}")}),
+        json!({"name": format!("Archived {t}"), "slug": format!("archived-{t}"), "active": false}),
+        json!({"name": format!("No Slug {t}")}),
+        json!({"name": format!("Blank Slug {t}"), "slug": "   "}),
+        json!({"name": format!("Business {t}"), "slug": format!("business-{t}")}),
     ] {
         let a = app.admin(Method::POST, "/categories", Some(body)).await;
         assert_eq!(a.status, 201, "{}", a.text);
     }
-    let deleted = app.admin(Method::POST, "/categories", Some(json!({"name": "Gone", "slug": "gone"}))).await;
+    let gone = format!("gone-{t}");
+    let deleted = app.admin(Method::POST, "/categories", Some(json!({"name": "Gone", "slug": gone}))).await;
     let gone_id = deleted.body["data"]["category"]["id"].as_u64().unwrap();
     let d = app.admin(Method::DELETE, &format!("/categories/{gone_id}"), None).await;
     assert_eq!(d.status, 200);
@@ -28,17 +44,23 @@ async fn lists_only_active_live_categories_with_a_slug_ordered_by_name() {
 
     let r = app.get_with_key("/api/v1/categories", &p.key).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["success"], true);
     assert_eq!(
-        r.body,
-        json!({"success": true, "data": {"categories": [
-            {"name": "Business", "slug": "business"},
-            {"name": "design", "slug": "design"},
-            {"name": "Development", "slug": "development"},
-        ]}})
+        own(&r.body["data"]["categories"], &t),
+        vec![
+            json!({"name": format!("Business {t}"), "slug": format!("business-{t}")}),
+            json!({"name": format!("design {t}"), "slug": format!("design-{t}")}),
+            json!({"name": format!("Development {t}"), "slug": format!("development-{t}")}),
+        ]
     );
+    // Nothing but name and slug, for every listed category.
+    for c in r.body["data"]["categories"].as_array().unwrap() {
+        assert_eq!(c.as_object().unwrap().len(), 2, "{c}");
+        assert!(!c["slug"].as_str().unwrap().trim().is_empty());
+    }
     // A deleted category is gone for the admin API too, and its slug is free again.
     assert_eq!(app.admin(Method::DELETE, &format!("/categories/{gone_id}"), None).await.status, 404);
-    let again = app.admin(Method::POST, "/categories", Some(json!({"name": "Gone again", "slug": "gone"}))).await;
+    let again = app.admin(Method::POST, "/categories", Some(json!({"name": "Gone again", "slug": gone}))).await;
     assert_eq!(again.status, 201, "{}", again.text);
 }
 
@@ -61,16 +83,17 @@ async fn slugs_are_validated_and_unique_and_updates_apply() {
     let missing = app.admin(Method::POST, "/categories", Some(json!({"slug": "x"}))).await;
     assert_eq!(missing.status, 422);
     assert_eq!(missing.body["errors"]["name"][0], "The name field is required.");
-    let first = app.admin(Method::POST, "/categories", Some(json!({"name": "A", "slug": "a"}))).await;
+    let slug = format!("a-{}", tag());
+    let first = app.admin(Method::POST, "/categories", Some(json!({"name": "A", "slug": slug}))).await;
     let id = first.body["data"]["category"]["id"].as_u64().unwrap();
-    let dup = app.admin(Method::POST, "/categories", Some(json!({"name": "B", "slug": "a"}))).await;
+    let dup = app.admin(Method::POST, "/categories", Some(json!({"name": "B", "slug": slug}))).await;
     assert_eq!(dup.status, 422);
     assert_eq!(dup.body["errors"]["slug"][0], "The slug has already been taken.");
 
     let up = app.admin(Method::PATCH, &format!("/categories/{id}"), Some(json!({"name": "Renamed", "active": false}))).await;
     assert_eq!(up.status, 200, "{}", up.text);
     assert_eq!(up.body["data"]["category"]["name"], "Renamed");
-    assert_eq!(up.body["data"]["category"]["slug"], "a");
+    assert_eq!(up.body["data"]["category"]["slug"], json!(slug));
     assert_eq!(up.body["data"]["category"]["active"], false);
     let empty = app.admin(Method::PATCH, &format!("/categories/{id}"), Some(json!({}))).await;
     assert_eq!(empty.status, 422);

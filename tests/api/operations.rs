@@ -33,12 +33,14 @@ async fn healthz_is_200_json_success() {
 }
 
 #[actix_web::test]
-async fn readyz_reports_the_embedded_store() {
+async fn readyz_reports_the_backends_in_use() {
     let app = spawn_app().await;
     let r = app.get("/readyz").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["success"], true, "{}", r.text);
-    assert_eq!(r.body["data"]["store"], "embedded", "{}", r.text);
+    let (store, events) = if crate::helpers::real_backends() { ("scylla", "kafka") } else { ("embedded", "embedded") };
+    assert_eq!(r.body["data"]["store"], store, "{}", r.text);
+    assert_eq!(r.body["data"]["events"], events, "{}", r.text);
 }
 
 #[actix_web::test]
