@@ -166,4 +166,17 @@ impl<H: EventHandler> Supervised for ConsumerActor<H> {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let b = Backoff { first: Duration::from_millis(100), max: Duration::from_secs(1) };
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(200));
+        assert_eq!(b.delay(4), Duration::from_millis(800));
+        assert_eq!(b.delay(5), Duration::from_secs(1));
+        assert_eq!(b.delay(500), Duration::from_secs(1));
+    }
+}
