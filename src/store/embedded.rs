@@ -10,7 +10,7 @@
 //! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
 //! only for the statement itself.
 
-use super::{AffiliateRecord, ApiKeyRecord, CategoryRecord, Sequence, Store, StoreError, StoreResult};
+use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, ProductRecord, PromotionRecord, Sequence, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use hissaback_actors::ports::KeyLastUsed;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -31,6 +31,17 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_affiliate ON api_keys (affiliate_id, id);
 CREATE TABLE IF NOT EXISTS categories (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS products (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS promotions (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS unique_claims (
+    namespace TEXT NOT NULL,
+    value TEXT NOT NULL,
+    owner INTEGER NOT NULL,
+    PRIMARY KEY (namespace, value)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blog_profiles (id INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS blog_profiles_by_affiliate ON blog_profiles (affiliate_id, id);
+CREATE TABLE IF NOT EXISTS blogs (id INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, body TEXT NOT NULL);
 "#;
 
 /// SQLite-backed [`Store`].
@@ -78,6 +89,8 @@ impl EmbeddedStore {
 enum DocTable {
     Affiliates,
     Categories,
+    Products,
+    Promotions,
 }
 
 impl DocTable {
@@ -85,6 +98,8 @@ impl DocTable {
         match self {
             DocTable::Affiliates => "affiliates",
             DocTable::Categories => "categories",
+            DocTable::Products => "products",
+            DocTable::Promotions => "promotions",
         }
     }
 }
@@ -293,5 +308,93 @@ impl Store for EmbeddedStore {
 
     async fn categories(&self) -> StoreResult<Vec<CategoryRecord>> {
         self.all_docs(DocTable::Categories).await
+    }
+
+    async fn claim_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<bool> {
+        let (ns, v) = (namespace.to_string(), value.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO unique_claims (namespace, value, owner) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![ns, v, owner as i64],
+            )?;
+            let holder: i64 = c.query_row(
+                "SELECT owner FROM unique_claims WHERE namespace = ?1 AND value = ?2",
+                params![ns, v],
+                |r| r.get(0),
+            )?;
+            Ok(holder == owner as i64)
+        })
+        .await
+    }
+
+    async fn put_product(&self, product: &ProductRecord) -> StoreResult<()> {
+        self.put_doc(DocTable::Products, product.id, product).await
+    }
+
+    async fn get_product(&self, id: u64) -> StoreResult<Option<ProductRecord>> {
+        self.get_doc(DocTable::Products, id).await
+    }
+
+    async fn products(&self) -> StoreResult<Vec<ProductRecord>> {
+        self.all_docs(DocTable::Products).await
+    }
+
+    async fn put_promotion(&self, promotion: &PromotionRecord) -> StoreResult<()> {
+        self.put_doc(DocTable::Promotions, promotion.id, promotion).await
+    }
+
+    async fn promotions(&self) -> StoreResult<Vec<PromotionRecord>> {
+        self.all_docs(DocTable::Promotions).await
+    }
+
+    async fn put_blog_profile(&self, profile: &BlogProfileRecord) -> StoreResult<()> {
+        self.put_owned("blog_profiles", profile.id, profile.affiliate_id, profile).await
+    }
+
+    async fn blog_profiles(&self, affiliate_id: u64) -> StoreResult<Vec<BlogProfileRecord>> {
+        self.owned_docs("blog_profiles", affiliate_id).await
+    }
+
+    async fn put_blog(&self, blog: &BlogRecord) -> StoreResult<()> {
+        self.put_owned("blogs", blog.id, blog.affiliate_id, blog).await
+    }
+
+    async fn get_blog(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<BlogRecord>> {
+        Ok(self.get_blog_by_id(id).await?.filter(|b| b.affiliate_id == affiliate_id))
+    }
+
+    async fn get_blog_by_id(&self, id: u64) -> StoreResult<Option<BlogRecord>> {
+        let body: Option<String> = self
+            .with(move |c| {
+                c.prepare_cached("SELECT body FROM blogs WHERE id = ?1")?.query_row(params![id as i64], |r| r.get(0)).optional()
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+}
+
+impl EmbeddedStore {
+    /// Upserts a document that belongs to an affiliate (`id, affiliate_id, body` tables).
+    async fn put_owned<T: serde::Serialize>(&self, table: &'static str, id: u64, affiliate_id: u64, doc: &T) -> StoreResult<()> {
+        let body = to_json(doc);
+        let sql = format!(
+            "INSERT INTO {table} (id, affiliate_id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET affiliate_id = excluded.affiliate_id, body = excluded.body"
+        );
+        self.with(move |c| c.prepare_cached(&sql)?.execute(params![id as i64, affiliate_id as i64, body]).map(|_| ()))
+            .await
+    }
+
+    /// An affiliate's documents of a table, ordered by id.
+    async fn owned_docs<T: DeserializeOwned>(&self, table: &'static str, affiliate_id: u64) -> StoreResult<Vec<T>> {
+        let sql = format!("SELECT body FROM {table} WHERE affiliate_id = ?1 ORDER BY id");
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![affiliate_id as i64], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
     }
 }

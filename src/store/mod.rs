@@ -18,6 +18,7 @@ use crate::domain::{KeyKind, Scope};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hissaback_actors::ports::{KeyLastUsed, KeyUsageSink};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -44,6 +45,10 @@ pub enum Sequence {
     User,
     ApiKey,
     Category,
+    Product,
+    Promotion,
+    BlogProfile,
+    Blog,
 }
 
 impl Sequence {
@@ -53,6 +58,10 @@ impl Sequence {
             Sequence::User => "users",
             Sequence::ApiKey => "api_keys",
             Sequence::Category => "categories",
+            Sequence::Product => "products",
+            Sequence::Promotion => "promotions",
+            Sequence::BlogProfile => "blog_profiles",
+            Sequence::Blog => "blogs",
         }
     }
 }
@@ -129,6 +138,98 @@ pub struct CategoryRecord {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+/// A coupon tier of a course.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CouponTier {
+    Low,
+    Mid,
+    High,
+}
+
+impl CouponTier {
+    pub const ALL: [CouponTier; 3] = [CouponTier::Low, CouponTier::Mid, CouponTier::High];
+}
+
+/// An affiliate coupon of a product (one per tier; a newer one replaces the tier's older one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CouponRecord {
+    pub tier: CouponTier,
+    pub code: String,
+    pub percent_off: Decimal,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeacherRecord {
+    pub id: u64,
+    pub name: String,
+}
+
+/// A storefront product: a course or a bundle of products. Prices are kept in USD.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductRecord {
+    pub id: u64,
+    pub title: String,
+    pub slug: String,
+    pub description: String,
+    pub image: Option<String>,
+    pub price_usd: Decimal,
+    /// The model type, e.g. `App\Models\Course`, `App\Models\ProductBundle`.
+    pub model_type: String,
+    pub category_slug: Option<String>,
+    pub published: bool,
+    pub introduction_video_url: Option<String>,
+    pub bundle_product_ids: Vec<u64>,
+    pub teachers: Vec<TeacherRecord>,
+    pub coupons: Vec<CouponRecord>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A promotion: a site-wide percentage and the bundles it features.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub id: u64,
+    pub title: String,
+    pub text: String,
+    /// e.g. `Percentage Promotion`.
+    pub promotion_type: String,
+    pub percentage_off: Decimal,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub bundle_ids: Vec<u64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An author identity an affiliate publishes blogs under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlogProfileRecord {
+    pub id: u64,
+    pub affiliate_id: u64,
+    pub name: String,
+    /// Unique across the system (claimed through [`Store::claim_unique`]).
+    pub identifier: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A blog post written by an affiliate's user, reviewed before it is published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlogRecord {
+    pub id: u64,
+    pub affiliate_id: u64,
+    pub author_user_id: u64,
+    pub profile_id: u64,
+    pub title: String,
+    /// Unique across the system (claimed through [`Store::claim_unique`]).
+    pub slug: String,
+    pub content: String,
+    pub category_slug: String,
+    pub published: bool,
+    pub unpublished_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Everything the service keeps. One implementation per backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -164,6 +265,31 @@ pub trait Store: Send + Sync + 'static {
     /// Every category, soft-deleted ones included, ordered by id. The set is small (one
     /// partition in CQL).
     async fn categories(&self) -> StoreResult<Vec<CategoryRecord>>;
+
+    /// Claims `value` in `namespace` (e.g. a blog slug) for `owner`. True when the value is
+    /// now owned by `owner` (newly, or already); false when another owner holds it. This is
+    /// the one place that needs a lightweight transaction in CQL.
+    async fn claim_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<bool>;
+
+    /// Insert or replace a product (whole row, coupons included).
+    async fn put_product(&self, product: &ProductRecord) -> StoreResult<()>;
+    async fn get_product(&self, id: u64) -> StoreResult<Option<ProductRecord>>;
+    /// Every product, for the catalogue snapshot (read whole at start, then kept current
+    /// from change events).
+    async fn products(&self) -> StoreResult<Vec<ProductRecord>>;
+
+    async fn put_promotion(&self, promotion: &PromotionRecord) -> StoreResult<()>;
+    async fn promotions(&self) -> StoreResult<Vec<PromotionRecord>>;
+
+    async fn put_blog_profile(&self, profile: &BlogProfileRecord) -> StoreResult<()>;
+    /// An affiliate's blog profiles, ordered by id.
+    async fn blog_profiles(&self, affiliate_id: u64) -> StoreResult<Vec<BlogProfileRecord>>;
+
+    async fn put_blog(&self, blog: &BlogRecord) -> StoreResult<()>;
+    /// One of the affiliate's blogs; another affiliate's blog is `None`.
+    async fn get_blog(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<BlogRecord>>;
+    /// A blog by id alone, for the admin review.
+    async fn get_blog_by_id(&self, id: u64) -> StoreResult<Option<BlogRecord>>;
 }
 
 /// The store behind an `Arc`, as the rest of the service holds it.

@@ -12,7 +12,10 @@
 //! Kept out on purpose so Cassandra works too: `USING TIMEOUT`, `BYPASS CACHE`, tablets,
 //! Scylla-only table options.
 
-use super::{AffiliateRecord, ApiKeyRecord, CategoryRecord, Sequence, Store, StoreError, StoreResult};
+use super::{
+    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, ProductRecord, PromotionRecord, Sequence, Store,
+    StoreError, StoreResult,
+};
 use crate::configuration::ScyllaSettings;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -25,7 +28,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// One partition holds every category: the set is small and always read whole.
+/// One partition holds every category (and every promotion): small sets, always read whole.
 const CATEGORY_BUCKET: i32 = 0;
 
 /// The schema, in creation order. `{ks}` is replaced by the keyspace.
@@ -37,7 +40,21 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.api_keys_by_hash (hash text PRIMARY KEY, key_id bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.api_keys_by_affiliate (affiliate_id bigint, key_id bigint, PRIMARY KEY (affiliate_id, key_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.categories (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.unique_claims (namespace text, value text, owner bigint, PRIMARY KEY ((namespace, value)))",
+    "CREATE TABLE IF NOT EXISTS {ks}.products (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.promotions (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.blog_profiles (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.blogs (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.blogs_by_id (id bigint PRIMARY KEY, affiliate_id bigint)",
 ];
+
+/// Products are spread over this many partitions (`id % PRODUCT_BUCKETS`) so no partition
+/// grows with the whole catalogue; the snapshot reads them all at start.
+const PRODUCT_BUCKETS: i32 = 16;
+
+fn bucket_of(product_id: i64) -> i32 {
+    (product_id % i64::from(PRODUCT_BUCKETS)) as i32
+}
 
 fn driver_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     // Connection-level trouble is worth a retry; the driver's Display says which it is.
@@ -102,6 +119,19 @@ struct Statements {
     category_put: PreparedStatement,
     category_all: PreparedStatement,
     ping: PreparedStatement,
+    claim_insert: PreparedStatement,
+    claim_get: PreparedStatement,
+    product_get: PreparedStatement,
+    product_put: PreparedStatement,
+    product_bucket: PreparedStatement,
+    promotion_put: PreparedStatement,
+    promotion_all: PreparedStatement,
+    profile_put: PreparedStatement,
+    profile_list: PreparedStatement,
+    blog_put: PreparedStatement,
+    blog_get: PreparedStatement,
+    blog_index_put: PreparedStatement,
+    blog_index_get: PreparedStatement,
 }
 
 /// A block of ids reserved with one lightweight transaction: `next..end`.
@@ -152,6 +182,19 @@ impl ScyllaStore {
             category_put: prepare("INSERT INTO {ks}.categories (bucket, id, body) VALUES (?, ?, ?)").await?,
             category_all: prepare("SELECT body FROM {ks}.categories WHERE bucket = ?").await?,
             ping: prepare("SELECT release_version FROM system.local").await?,
+            claim_insert: prepare("INSERT INTO {ks}.unique_claims (namespace, value, owner) VALUES (?, ?, ?) IF NOT EXISTS").await?,
+            claim_get: prepare("SELECT owner FROM {ks}.unique_claims WHERE namespace = ? AND value = ?").await?,
+            product_get: prepare("SELECT body FROM {ks}.products WHERE bucket = ? AND id = ?").await?,
+            product_put: prepare("INSERT INTO {ks}.products (bucket, id, body) VALUES (?, ?, ?)").await?,
+            product_bucket: prepare("SELECT body FROM {ks}.products WHERE bucket = ?").await?,
+            promotion_put: prepare("INSERT INTO {ks}.promotions (bucket, id, body) VALUES (?, ?, ?)").await?,
+            promotion_all: prepare("SELECT body FROM {ks}.promotions WHERE bucket = ?").await?,
+            profile_put: prepare("INSERT INTO {ks}.blog_profiles (affiliate_id, id, body) VALUES (?, ?, ?)").await?,
+            profile_list: prepare("SELECT body FROM {ks}.blog_profiles WHERE affiliate_id = ?").await?,
+            blog_put: prepare("INSERT INTO {ks}.blogs (affiliate_id, id, body) VALUES (?, ?, ?)").await?,
+            blog_get: prepare("SELECT body FROM {ks}.blogs WHERE affiliate_id = ? AND id = ?").await?,
+            blog_index_put: prepare("INSERT INTO {ks}.blogs_by_id (id, affiliate_id) VALUES (?, ?)").await?,
+            blog_index_get: prepare("SELECT affiliate_id FROM {ks}.blogs_by_id WHERE id = ?").await?,
         };
         Ok(Self {
             session,
@@ -170,6 +213,21 @@ impl ScyllaStore {
 
     async fn doc<T: DeserializeOwned>(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Option<T>> {
         self.one_text(st, values).await?.map(|b| from_json(&b)).transpose()
+    }
+
+    /// Every document (`body` column) a statement returns, in clustering order.
+    async fn docs<T: DeserializeOwned>(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Vec<T>> {
+        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        rows.rows::<(String,)>()
+            .map_err(driver_error)?
+            .map(|r| r.map_err(driver_error).and_then(|(b,)| from_json(&b)))
+            .collect()
+    }
+
+    /// The single bigint column of at most one row.
+    async fn one_id(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Option<i64>> {
+        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        Ok(rows.maybe_first_row::<(Option<i64>,)>().map_err(driver_error)?.and_then(|(v,)| v))
     }
 
     async fn write(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<()> {
@@ -361,16 +419,64 @@ impl Store for ScyllaStore {
     }
 
     async fn categories(&self) -> StoreResult<Vec<CategoryRecord>> {
-        let rows = self
-            .session
-            .execute_unpaged(&self.st.category_all, (CATEGORY_BUCKET,))
-            .await
-            .map_err(driver_error)?
-            .into_rows_result()
-            .map_err(driver_error)?;
-        rows.rows::<(String,)>()
-            .map_err(driver_error)?
-            .map(|r| r.map_err(driver_error).and_then(|(b,)| from_json(&b)))
-            .collect()
+        self.docs(&self.st.category_all, (CATEGORY_BUCKET,)).await
+    }
+
+    async fn claim_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<bool> {
+        if self.lwt(&self.st.claim_insert, (namespace, value, id(owner))).await? {
+            return Ok(true);
+        }
+        Ok(self.one_id(&self.st.claim_get, (namespace, value)).await? == Some(id(owner)))
+    }
+
+    async fn put_product(&self, product: &ProductRecord) -> StoreResult<()> {
+        let pid = id(product.id);
+        self.write(&self.st.product_put, (bucket_of(pid), pid, to_json(product))).await
+    }
+
+    async fn get_product(&self, product_id: u64) -> StoreResult<Option<ProductRecord>> {
+        let pid = id(product_id);
+        self.doc(&self.st.product_get, (bucket_of(pid), pid)).await
+    }
+
+    async fn products(&self) -> StoreResult<Vec<ProductRecord>> {
+        let mut all = Vec::new();
+        for bucket in 0..PRODUCT_BUCKETS {
+            all.extend(self.docs::<ProductRecord>(&self.st.product_bucket, (bucket,)).await?);
+        }
+        all.sort_by_key(|p| p.id);
+        Ok(all)
+    }
+
+    async fn put_promotion(&self, promotion: &PromotionRecord) -> StoreResult<()> {
+        self.write(&self.st.promotion_put, (CATEGORY_BUCKET, id(promotion.id), to_json(promotion))).await
+    }
+
+    async fn promotions(&self) -> StoreResult<Vec<PromotionRecord>> {
+        self.docs(&self.st.promotion_all, (CATEGORY_BUCKET,)).await
+    }
+
+    async fn put_blog_profile(&self, profile: &BlogProfileRecord) -> StoreResult<()> {
+        self.write(&self.st.profile_put, (id(profile.affiliate_id), id(profile.id), to_json(profile))).await
+    }
+
+    async fn blog_profiles(&self, affiliate_id: u64) -> StoreResult<Vec<BlogProfileRecord>> {
+        self.docs(&self.st.profile_list, (id(affiliate_id),)).await
+    }
+
+    async fn put_blog(&self, blog: &BlogRecord) -> StoreResult<()> {
+        self.write(&self.st.blog_index_put, (id(blog.id), id(blog.affiliate_id))).await?;
+        self.write(&self.st.blog_put, (id(blog.affiliate_id), id(blog.id), to_json(blog))).await
+    }
+
+    async fn get_blog(&self, affiliate_id: u64, blog_id: u64) -> StoreResult<Option<BlogRecord>> {
+        self.doc(&self.st.blog_get, (id(affiliate_id), id(blog_id))).await
+    }
+
+    async fn get_blog_by_id(&self, blog_id: u64) -> StoreResult<Option<BlogRecord>> {
+        match self.one_id(&self.st.blog_index_get, (id(blog_id),)).await? {
+            Some(affiliate_id) => self.doc(&self.st.blog_get, (affiliate_id, id(blog_id))).await,
+            None => Ok(None),
+        }
     }
 }

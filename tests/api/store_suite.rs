@@ -166,6 +166,102 @@ pub async fn categories_round_trip_including_soft_deletes(store: SharedStore) {
     assert!(store.get_category(id + 10_000).await.unwrap().is_none());
 }
 
+pub async fn unique_claims_belong_to_one_owner(store: SharedStore) {
+    let value = format!("slug-{}", store.next_id(Sequence::Blog).await.unwrap());
+    assert!(store.claim_unique("blog_slug", &value, 1).await.unwrap());
+    assert!(store.claim_unique("blog_slug", &value, 1).await.unwrap(), "the owner may claim again");
+    assert!(!store.claim_unique("blog_slug", &value, 2).await.unwrap(), "another owner may not");
+    assert!(store.claim_unique("profile_identifier", &value, 2).await.unwrap(), "namespaces are separate");
+}
+
+pub async fn products_and_promotions_round_trip(store: SharedStore) {
+    use hissaback::store::{CouponRecord, CouponTier, ProductRecord, PromotionRecord, TeacherRecord};
+    use rust_decimal::Decimal;
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let id = store.next_id(Sequence::Product).await.unwrap();
+        ids.push(id);
+        let p = ProductRecord {
+            id,
+            title: format!("Course {id}"),
+            slug: format!("course-{id}"),
+            description: "d".into(),
+            image: None,
+            price_usd: Decimal::new(19999, 2),
+            model_type: "App\\Models\\Course".into(),
+            category_slug: Some("design".into()),
+            published: true,
+            introduction_video_url: None,
+            bundle_product_ids: vec![],
+            teachers: vec![TeacherRecord { id: 1, name: "T".into() }],
+            coupons: vec![CouponRecord { tier: CouponTier::Low, code: "C".into(), percent_off: Decimal::new(125, 1), expires_at: None }],
+            created_at: now,
+            updated_at: now,
+        };
+        store.put_product(&p).await.unwrap();
+    }
+    let got = store.get_product(ids[3]).await.unwrap().unwrap();
+    assert_eq!(got.price_usd, Decimal::new(19999, 2));
+    assert_eq!(got.coupons[0].percent_off, Decimal::new(125, 1));
+    let all = store.products().await.unwrap();
+    for id in &ids {
+        assert!(all.iter().any(|p| p.id == *id), "product {id} listed");
+    }
+    assert!(store.get_product(ids[19] + 100_000).await.unwrap().is_none());
+
+    let promo = PromotionRecord {
+        id: store.next_id(Sequence::Promotion).await.unwrap(),
+        title: "Spring".into(),
+        text: "25% off".into(),
+        promotion_type: "Percentage Promotion".into(),
+        percentage_off: Decimal::new(25, 0),
+        ends_at: Some(now),
+        bundle_ids: vec![ids[0]],
+        created_at: now,
+    };
+    store.put_promotion(&promo).await.unwrap();
+    assert!(store.promotions().await.unwrap().contains(&promo));
+}
+
+pub async fn blogs_and_profiles_are_kept_per_affiliate(store: SharedStore) {
+    use hissaback::store::{BlogProfileRecord, BlogRecord};
+    let now = Utc::now();
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let b = store.next_id(Sequence::Affiliate).await.unwrap();
+    let profile = BlogProfileRecord {
+        id: store.next_id(Sequence::BlogProfile).await.unwrap(),
+        affiliate_id: a,
+        name: "P".into(),
+        identifier: format!("p-{a}"),
+        created_at: now,
+    };
+    store.put_blog_profile(&profile).await.unwrap();
+    assert_eq!(store.blog_profiles(a).await.unwrap(), vec![profile.clone()]);
+    assert!(store.blog_profiles(b).await.unwrap().is_empty());
+    let mut blog = BlogRecord {
+        id: store.next_id(Sequence::Blog).await.unwrap(),
+        affiliate_id: a,
+        author_user_id: 5,
+        profile_id: profile.id,
+        title: "T".into(),
+        slug: format!("t-{a}"),
+        content: "<p>x</p>".into(),
+        category_slug: "design".into(),
+        published: false,
+        unpublished_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_blog(&blog).await.unwrap();
+    assert_eq!(store.get_blog(a, blog.id).await.unwrap(), Some(blog.clone()));
+    assert_eq!(store.get_blog(b, blog.id).await.unwrap(), None, "another affiliate's blog is not found");
+    blog.published = true;
+    store.put_blog(&blog).await.unwrap();
+    assert!(store.get_blog_by_id(blog.id).await.unwrap().unwrap().published);
+    assert!(store.get_blog_by_id(blog.id + 100_000).await.unwrap().is_none());
+}
+
 pub async fn settings_round_trip(store: SharedStore) {
     assert!(store.get_setting("suite.x").await.unwrap().is_none());
     store.put_setting("suite.x", "1").await.unwrap();
@@ -189,6 +285,9 @@ macro_rules! store_suite {
                 last_used_is_recorded_and_never_moves_back,
                 settings_round_trip,
                 categories_round_trip_including_soft_deletes,
+                unique_claims_belong_to_one_owner,
+                products_and_promotions_round_trip,
+                blogs_and_profiles_are_kept_per_affiliate,
             );
         }
     };
