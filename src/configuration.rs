@@ -27,6 +27,7 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("events_backend", "events.backend"),
     ("kafka_brokers", "events.kafka.brokers"),
     ("kafka_topic_prefix", "events.kafka.topic_prefix"),
+    ("geoip_db", "catalogue.geoip_db"),
 ];
 
 /// Everything the service reads at start.
@@ -39,6 +40,16 @@ pub struct Settings {
     pub store: StoreSettings,
     pub events: EventsSettings,
     pub auth: AuthSettings,
+    pub catalogue: CatalogueSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueSettings {
+    /// MaxMind-format country database for `currency_from_ip` (`HISSABACK_GEOIP_DB`).
+    pub geoip_db: Option<PathBuf>,
+    /// Exchange rates (per 1 USD) in force until the admin API sets some.
+    pub default_rates: crate::catalogue::ExchangeRates,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +66,8 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     pub shutdown_timeout_seconds: u64,
+    /// This instance's name in per-instance consumer groups.
+    pub instance_id: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -202,6 +215,13 @@ impl Settings {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
                 _ => return invalid("server.public_base_url must be an http(s) URL"),
             }
+        }
+        let r = &self.catalogue.default_rates;
+        if [r.gbp, r.eur, r.inr, r.bgn].iter().any(|v| *v <= rust_decimal::Decimal::ZERO) {
+            return invalid("catalogue.default_rates must all be positive");
+        }
+        if self.server.instance_id.is_empty() {
+            return invalid("server.instance_id must not be empty");
         }
         if self.server.body_limit_bytes == 0 {
             return invalid("server.body_limit_bytes must be positive");

@@ -106,6 +106,11 @@ impl ApiError {
         e
     }
 
+    /// Replaces the human message (e.g. a seed's exact text for a 422).
+    pub fn set_message(&mut self, message: impl Into<Cow<'static, str>>) {
+        self.message = message.into();
+    }
+
     pub fn code(&self) -> &'static str {
         self.code
     }

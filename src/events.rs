@@ -32,3 +32,13 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Publishes a catalogue or content change made through the admin API. The store write has
+/// happened already: a bus failure answers 503 so the caller retries the (idempotent) call.
+pub async fn emit_change(
+    bus: &dyn hissaback_topics::EventBus,
+    change: hissaback_topics::events::ContentChange,
+) -> Result<(), crate::error::ApiError> {
+    let event = hissaback_topics::events::ProductChanged { change, occurred_at_ms: chrono::Utc::now().timestamp_millis() };
+    hissaback_topics::bus::publish_event(bus, &event).await.map_err(crate::error::ApiError::unavailable)
+}

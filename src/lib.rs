@@ -11,12 +11,14 @@
 //!   trusted values; [`error`] turns failures into the seeds' envelope.
 //! - [`domain`]: values parsed at the edge (API keys, scopes).
 //! - [`accounts`]: affiliates and the lifecycle of their keys.
+//! - [`catalogue`]: pricing, currencies, the in-memory catalogue snapshot and its actor.
 //! - [`store`]: the storage trait and its backends; [`events`]: the event bus backend.
 //! - [`metrics`]: Prometheus metrics and the request middleware.
 //! - [`demo`]: the demo data set.
 
 pub mod accounts;
 pub mod auth;
+pub mod catalogue;
 pub mod cli;
 pub mod configuration;
 pub mod demo;

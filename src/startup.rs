@@ -12,6 +12,10 @@ use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use crate::catalogue::actor::CatalogueFollower;
+use crate::catalogue::geoip::GeoIp;
+use crate::catalogue::Catalogue;
+use hissaback_actors::consumer::{ConsumerActor, Stop};
 use hissaback_actors::{KeyUsage, KeyUsageRecorder};
 use secrecy::SecretString;
 use std::net::TcpListener;
@@ -24,6 +28,9 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     key_usage: KeyUsage,
+    /// Addresses of the stream consumers: supervisors restart an actor only while its
+    /// address is held.
+    _consumers: Vec<actix::Recipient<Stop>>,
 }
 
 impl Application {
@@ -32,6 +39,22 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = store::open(&settings).await.context("opening the store")?;
         let bus = crate::events::open(&settings)?;
+        let catalogue = Catalogue::start(store.clone(), settings.catalogue.default_rates.clone())
+            .await
+            .context("loading the catalogue")?;
+        let metrics = Metrics::new();
+        let catalogue_follower = ConsumerActor::new(
+            "catalogue-follower",
+            bus.clone(),
+            format!("catalogue.{}", settings.server.instance_id),
+            Arc::new(CatalogueFollower(catalogue.clone())),
+            metrics.consumers.clone(),
+        )
+        .start_supervised();
+        let geoip = match &settings.catalogue.geoip_db {
+            Some(path) => Some(Arc::new(GeoIp::open(path)?)),
+            None => None,
+        };
         let pepper = match &settings.auth.pepper {
             Some(p) => p.clone(),
             None => load_or_create_pepper(&settings.store.data_dir)?,
@@ -56,7 +79,9 @@ impl Application {
             hasher: KeyHasher::new(pepper),
             key_usage: key_usage.clone(),
             public_base_url,
-            metrics: Metrics::new(),
+            metrics,
+            catalogue,
+            geoip,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -74,7 +99,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient()] })
     }
 
     pub fn port(&self) -> u16 {

@@ -19,4 +19,7 @@ pub struct AppState {
     /// Base of every URL the service hands out, without a trailing slash.
     pub public_base_url: String,
     pub metrics: Metrics,
+    pub catalogue: crate::catalogue::Catalogue,
+    /// Country database for `currency_from_ip`, when configured.
+    pub geoip: Option<Arc<crate::catalogue::geoip::GeoIp>>,
 }

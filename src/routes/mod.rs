@@ -5,6 +5,8 @@ pub mod categories;
 pub mod health;
 pub mod openapi;
 pub mod ping;
+pub mod products;
+pub mod promotions;
 
 use crate::error::ApiError;
 use actix_web::web;
@@ -12,7 +14,7 @@ use actix_web::web;
 /// Mounts every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
-        .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure))
+        .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure))
         .service(web::scope("/admin/v1").configure(admin::configure))
         .route("/openapi.json", web::get().to(openapi::document));
 }

@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{admin, categories, health, ping};
+use crate::routes::{admin, categories, health, ping, products, promotions};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -10,13 +10,17 @@ use utoipa::{Modify, OpenApi};
     info(title = "hissaback", description = "Affiliate API (/api/v1), partner flow (/v1) and admin API (/admin/v1)."),
     paths(
         health::healthz, health::readyz, health::metrics,
-        ping::test, categories::list,
+        ping::test, categories::list, products::list, products::show, promotions::list,
+        admin::products::create, admin::products::show, admin::products::update, admin::products::add_coupon,
+        admin::promotions::create, admin::promotions::rates, admin::promotions::set_rates,
         admin::categories::create, admin::categories::update, admin::categories::delete,
         admin::affiliates::create, admin::affiliates::show, admin::affiliates::update,
         admin::keys::create, admin::keys::list, admin::keys::show, admin::keys::rotate, admin::keys::revoke,
     ),
     components(schemas(
         categories::CategoryView, admin::categories::CreateCategory, admin::categories::UpdateCategory, admin::categories::AdminCategoryView,
+        admin::products::CreateProduct, admin::products::UpdateProduct, admin::products::CreateCoupon, admin::products::TeacherInput, admin::products::AdminProductView,
+        admin::promotions::CreatePromotion, admin::promotions::SetRates,
         ping::TestResponse, ping::TestData, crate::domain::Scope, crate::domain::KeyKind,
         admin::affiliates::CreateAffiliate, admin::affiliates::UpdateAffiliate, admin::affiliates::UserInput,
         admin::affiliates::AffiliateView, admin::affiliates::UserView,

@@ -2,6 +2,7 @@
 //! a soft delete).
 
 use crate::auth::Admin;
+use crate::catalogue::actor::Refresh;
 use crate::error::{ApiError, FieldErrors};
 use crate::extract::JsonBody;
 use crate::json;
@@ -125,6 +126,7 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
         deleted_at: None,
     };
     state.store.put_category(&category).await?;
+    state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
     Ok(answer(StatusCode::CREATED, &category))
 }
 
@@ -155,6 +157,7 @@ pub async fn update(
     }
     category.updated_at = Utc::now();
     state.store.put_category(&category).await?;
+    state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
     Ok(answer(StatusCode::OK, &category))
 }
 
@@ -167,6 +170,7 @@ pub async fn delete(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64
     category.deleted_at = Some(now);
     category.updated_at = now;
     state.store.put_category(&category).await?;
+    state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
     Ok(answer(StatusCode::OK, &category))
 }
 

@@ -3,9 +3,11 @@
 pub mod affiliates;
 pub mod categories;
 pub mod keys;
+pub mod products;
+pub mod promotions;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure);
+    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure).configure(products::configure).configure(promotions::configure);
 }
