@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 #
+#   0. fetch the GeoIP country database the currency tests use (scripts/fetch-geoip.sh);
 #   1. start real Apache Kafka (127.0.0.1:9092) and Apache Cassandra (127.0.0.1:9042) from
 #      Maven Central jars (scripts/services.sh; no Docker needed) with fresh data;
 #   2. run every test of the workspace: unit tests, the store and bus suites (each against
@@ -28,6 +29,10 @@ trap cleanup EXIT
 
 echo "== building tests (target dir: $CARGO_TARGET_DIR)"
 cargo test --workspace --locked --no-run
+
+echo "== fetching the GeoIP country database (npm)"
+HISSABACK_GEOIP_DB="$(bash scripts/fetch-geoip.sh)"
+export HISSABACK_GEOIP_DB
 
 echo "== starting Kafka and Cassandra"
 if [ "${HISSABACK_KEEP_SERVICES:-0}" != "1" ]; then

@@ -80,4 +80,20 @@ mod tests {
         assert_eq!(currency_for_country("US"), None);
         assert_eq!(currency_for_country("CH"), None);
     }
+
+    /// Runs on the real database when `HISSABACK_GEOIP_DB` names it (scripts/test.sh does).
+    #[test]
+    fn the_fetched_database_resolves_known_addresses() {
+        let Some(path) = std::env::var_os("HISSABACK_GEOIP_DB") else {
+            eprintln!("HISSABACK_GEOIP_DB unset: run scripts/test.sh (or export it from scripts/fetch-geoip.sh)");
+            return;
+        };
+        let db = GeoIp::open(Path::new(&path)).unwrap();
+        assert_eq!(db.country("8.8.8.8".parse().unwrap()).as_deref(), Some("US"));
+        assert_eq!(db.currency("8.8.8.8".parse().unwrap()), None);
+        assert_eq!(db.currency("81.2.69.142".parse().unwrap()), Some(CurrencyCode::GBP));
+        assert_eq!(db.currency("5.9.0.1".parse().unwrap()), Some(CurrencyCode::EUR));
+        assert_eq!(db.country("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(db.country("2001:4860:4860::8888".parse().unwrap()).as_deref(), Some("US"));
+    }
 }
