@@ -25,7 +25,8 @@ pub struct DemoData {
     pub api_key: String,
 }
 
-/// Creates (or finds) the demo affiliate and categories, and issues a key holding every scope.
+/// Creates (or finds) the demo affiliate, categories, products and promotion, and issues a key
+/// holding every scope.
 pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
     let existing = match state.store.get_setting(DEMO_AFFILIATE).await? {
         Some(id) => state.store.get_affiliate(id.parse()?).await?,
@@ -65,6 +66,9 @@ pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
             state.store.put_category(&category).await?;
         }
     }
+    if state.store.products().await?.is_empty() {
+        seed_products(state).await?;
+    }
     let issued = accounts::issue_key(
         state,
         affiliate.id,
@@ -73,6 +77,65 @@ pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
     .await
     .map_err(|e| anyhow::anyhow!("issuing the demo key: {e}"))?;
     Ok(DemoData { affiliate_id: affiliate.id, api_key: issued.plain.expose().to_string() })
+}
+
+/// Two courses with coupons, a bundle of both and a running percentage promotion.
+async fn seed_products(state: &AppState) -> anyhow::Result<()> {
+    use crate::store::{CouponRecord, CouponTier, ProductRecord, PromotionRecord, TeacherRecord};
+    use rust_decimal::Decimal;
+    let now = chrono::Utc::now();
+    let course = |id: u64, title: &str, slug: &str, cents: i64, category: &str, coupons: Vec<CouponRecord>| ProductRecord {
+        id,
+        title: title.into(),
+        slug: slug.into(),
+        description: format!("{title}: a hands-on course."),
+        image: Some(format!("https://cdn.example.com/products/{slug}.png")),
+        price_usd: Decimal::new(cents, 2),
+        model_type: "App\\Models\\Course".into(),
+        category_slug: Some(category.into()),
+        published: true,
+        introduction_video_url: Some(format!("https://videos.example.com/{slug}-intro.mp4")),
+        bundle_product_ids: vec![],
+        teachers: vec![TeacherRecord { id: 1, name: "Jamie Rivera".into() }],
+        coupons,
+        created_at: now,
+        updated_at: now,
+    };
+    let coupon = |tier, code: &str, pct: i64, scale| CouponRecord { tier, code: code.into(), percent_off: Decimal::new(pct, scale), expires_at: None };
+    let ui = state.store.next_id(Sequence::Product).await?;
+    let brand = state.store.next_id(Sequence::Product).await?;
+    let bundle = state.store.next_id(Sequence::Product).await?;
+    let products = [
+        course(ui, "Advanced UI Design", "advanced-ui", 7900, "design", vec![coupon(CouponTier::Low, "AFFL-UIDESIGN", 125, 1), coupon(CouponTier::Mid, "AFFM-UIDESIGN", 25, 0)]),
+        course(brand, "Rocket Engines in Rust", "rocket-engines-in-rust", 6900, "low-level-programming", vec![coupon(CouponTier::High, "AFFH-ROCKET", 55, 0)]),
+        ProductRecord {
+            title: "Designer Toolkit Bundle".into(),
+            slug: "designer-toolkit".into(),
+            description: "Save on our most popular courses.".into(),
+            price_usd: Decimal::new(12900, 2),
+            model_type: crate::catalogue::BUNDLE_TYPE.into(),
+            introduction_video_url: None,
+            bundle_product_ids: vec![ui, brand],
+            coupons: vec![],
+            ..course(bundle, "", "", 0, "design", vec![])
+        },
+    ];
+    for p in &products {
+        state.store.claim_unique("product_slug", &p.slug, p.id).await?;
+        state.store.put_product(p).await?;
+    }
+    let promotion = PromotionRecord {
+        id: state.store.next_id(Sequence::Promotion).await?,
+        title: "Spring Savings".into(),
+        text: "25% off all courses".into(),
+        promotion_type: "Percentage Promotion".into(),
+        percentage_off: Decimal::new(25, 0),
+        ends_at: Some(now + chrono::Duration::days(30)),
+        bundle_ids: vec![bundle],
+        created_at: now,
+    };
+    state.store.put_promotion(&promotion).await?;
+    state.catalogue.refresh(crate::catalogue::actor::Refresh::Everything).await
 }
 
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
@@ -93,7 +156,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
          Admin token: {admin}\n\n\
          Try:\n  \
          curl -H \"Authorization: Bearer {key}\" {base}/api/v1/test\n  \
-         curl -H \"X-Affiliate-Api-Key: {key}\" {base}/api/v1/categories\n  \
+         curl -H \"X-Affiliate-Api-Key: {key}\" \"{base}/api/v1/products?currency_code=EUR&per_page=5\"\n  \
          curl -H \"Authorization: Bearer {admin}\" {base}/admin/v1/affiliates/{id}/keys\n\n\
          Stop with Ctrl-C.\n",
         dir = state.settings.store.data_dir.display(),
