@@ -23,6 +23,9 @@ pub mod messages {
     pub const AFFILIATE_INACTIVE: &str = "Affiliate account is not active.";
     pub const AFFILIATE_NOT_RESOLVED: &str = "Affiliate not resolved for the request.";
     pub const INSUFFICIENT_SCOPE: &str = "Insufficient scope.";
+    pub const BLOG_APPROVAL_REQUIRED: &str = "Blog management scopes require approval.";
+    pub const AFFILIATE_USER_UNAVAILABLE: &str = "Affiliate user account is unavailable.";
+    pub const BLOG_NOT_FOUND: &str = "Blog not found.";
 }
 
 /// An error answer: status, stable code, message and, for validation, field errors.
@@ -177,11 +180,24 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// Rust field names whose wire name differs (`#[serde(rename = "type")]`): `validator`
+/// reports the Rust name, the 422 must name the field the caller sent.
+const WIRE_NAMES: [(&str, &str); 2] = [("model_type", "type"), ("promotion_type", "type")];
+
 /// Turns `validator` errors into the field map of a 422.
 pub fn from_validation(errors: &validator::ValidationErrors) -> FieldErrors {
     let mut out = FieldErrors::new();
     collect(errors, "", &mut out);
-    out
+    out.into_iter()
+        .map(|(field, messages)| {
+            let wire = WIRE_NAMES.iter().find(|(rust, _)| *rust == field).map(|(_, w)| w.to_string());
+            let messages = match &wire {
+                Some(w) => messages.into_iter().map(|m| m.replace(&field.replace('_', " "), w)).collect(),
+                None => messages,
+            };
+            (wire.unwrap_or(field), messages)
+        })
+        .collect()
 }
 
 fn collect(errors: &validator::ValidationErrors, prefix: &str, out: &mut FieldErrors) {

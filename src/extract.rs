@@ -59,6 +59,13 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for JsonBody<T> {
     }
 }
 
+/// Reads a [`JsonBody`] inside a handler, after the handler's own checks (scope, approval).
+/// Extractors are polled together, so a body taken as an extractor can answer its 422 before
+/// the caller's 401 or 403 is known; reading it here keeps the seed's order of answers.
+pub async fn read_json<T: DeserializeOwned + Validate + 'static>(req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+    JsonBody::<T>::from_request(req, &mut payload.into_inner()).await.map(JsonBody::into_inner)
+}
+
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,

@@ -10,6 +10,7 @@
 //! - [`routes`]: one module per resource; [`auth`] and [`extract`] turn requests into
 //!   trusted values; [`error`] turns failures into the seeds' envelope.
 //! - [`domain`]: values parsed at the edge (API keys, scopes).
+//! - [`content`]: screening of affiliate-written HTML (blog content) for script.
 //! - [`accounts`]: affiliates and the lifecycle of their keys.
 //! - [`catalogue`]: pricing, currencies, the in-memory catalogue snapshot and its actor.
 //! - [`store`]: the storage trait and its backends; [`events`]: the event bus backend.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod cli;
 pub mod configuration;
+pub mod content;
 pub mod demo;
 pub mod domain;
 pub mod error;

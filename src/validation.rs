@@ -14,3 +14,48 @@ pub fn required(value: &str) -> Result<(), ValidationError> {
         Ok(())
     }
 }
+
+fn fail(code: &'static str, message: &'static str) -> ValidationError {
+    ValidationError::new(code).with_message(message.into())
+}
+
+/// A non-negative amount with at most two decimals (prices in USD).
+pub fn money(value: &rust_decimal::Decimal) -> Result<(), ValidationError> {
+    if value.is_sign_negative() || value.normalize().scale() > 2 {
+        Err(fail("money", "The amount must be a non-negative number with at most two decimals."))
+    } else {
+        Ok(())
+    }
+}
+
+/// A percentage above 0 and at most 100, with at most two decimals.
+pub fn percentage(value: &rust_decimal::Decimal) -> Result<(), ValidationError> {
+    if *value <= rust_decimal::Decimal::ZERO || *value > rust_decimal::Decimal::ONE_HUNDRED || value.normalize().scale() > 2 {
+        Err(fail("percentage", "The percentage must be more than 0 and at most 100, with at most two decimals."))
+    } else {
+        Ok(())
+    }
+}
+
+/// A coupon tier: `low`, `mid` or `high`.
+pub fn coupon_tier(value: &str) -> Result<(), ValidationError> {
+    match value {
+        "low" | "mid" | "high" => Ok(()),
+        _ => Err(fail("tier", "The selected tier is invalid. Use low, mid or high.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn rules_accept_and_refuse_what_they_say() {
+        assert!(required("x").is_ok() && required("  ").is_err());
+        assert!(money(&Decimal::new(1999, 2)).is_ok() && money(&Decimal::new(-1, 0)).is_err() && money(&Decimal::new(1001, 3)).is_err());
+        assert!(money(&Decimal::new(1000, 3)).is_ok(), "1.000 has two decimals once normalised");
+        assert!(percentage(&Decimal::new(125, 1)).is_ok() && percentage(&Decimal::ZERO).is_err() && percentage(&Decimal::new(101, 0)).is_err());
+        assert!(coupon_tier("mid").is_ok() && coupon_tier("top").is_err());
+    }
+}

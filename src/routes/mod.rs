@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource, each exposing what it mounts.
 
 pub mod admin;
+pub mod blogs;
 pub mod categories;
 pub mod health;
 pub mod openapi;
@@ -14,7 +15,7 @@ use actix_web::web;
 /// Mounts every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
-        .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure))
+        .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure))
         .service(web::scope("/admin/v1").configure(admin::configure))
         .route("/openapi.json", web::get().to(openapi::document));
 }

@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{admin, categories, health, ping, products, promotions};
+use crate::routes::{admin, blogs, categories, health, ping, products, promotions};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -16,6 +16,8 @@ use utoipa::{Modify, OpenApi};
         admin::categories::create, admin::categories::update, admin::categories::delete,
         admin::affiliates::create, admin::affiliates::show, admin::affiliates::update,
         admin::keys::create, admin::keys::list, admin::keys::show, admin::keys::rotate, admin::keys::revoke,
+        blogs::list_profiles, blogs::create_profile, blogs::create, blogs::update,
+        admin::blogs::show, admin::blogs::publish, admin::blogs::unpublish,
     ),
     components(schemas(
         categories::CategoryView, admin::categories::CreateCategory, admin::categories::UpdateCategory, admin::categories::AdminCategoryView,
@@ -25,6 +27,8 @@ use utoipa::{Modify, OpenApi};
         admin::affiliates::CreateAffiliate, admin::affiliates::UpdateAffiliate, admin::affiliates::UserInput,
         admin::affiliates::AffiliateView, admin::affiliates::UserView,
         admin::keys::CreateKey, admin::keys::RotateKey, admin::keys::RateLimitInput, admin::keys::KeyView, admin::keys::RateLimitView,
+        blogs::CreateProfile, blogs::BlogProfileView, blogs::CreateBlog, blogs::UpdateBlog, blogs::BlogView,
+        admin::blogs::UnpublishBlog, admin::blogs::AdminBlogView,
     )),
     modifiers(&Security)
 )]

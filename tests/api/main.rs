@@ -5,7 +5,9 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod blogs;
 mod binary;
+mod catalogue;
 mod categories;
 mod errors;
 mod operations;

@@ -1,6 +1,7 @@
 //! The admin API under `/admin/v1`, guarded by the admin bearer token (see [`crate::auth::Admin`]).
 
 pub mod affiliates;
+pub mod blogs;
 pub mod categories;
 pub mod keys;
 pub mod products;
@@ -9,5 +10,5 @@ pub mod promotions;
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure).configure(products::configure).configure(promotions::configure);
+    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure);
 }

@@ -16,7 +16,7 @@ use crate::json;
 use crate::routes::admin::categories::is_slug;
 use crate::state::AppState;
 use crate::store::{CouponRecord, CouponTier, ProductRecord, Sequence, TeacherRecord};
-use crate::validation::required;
+use crate::validation::{coupon_tier, money, percentage, required};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -57,6 +57,7 @@ pub struct CreateProduct {
     pub image: Option<String>,
     /// USD, at most two decimals.
     #[schema(value_type = f64)]
+    #[validate(required(message = "The price field is required."), custom(function = "money"))]
     pub price: Option<Decimal>,
     /// e.g. `App\\Models\\Course`, `App\\Models\\ProductBundle`.
     #[serde(default, rename = "type", deserialize_with = "json::trimmed")]
@@ -88,6 +89,7 @@ pub struct UpdateProduct {
     #[schema(value_type = Option<String>)]
     pub image: Option<Option<String>>,
     #[schema(value_type = Option<f64>)]
+    #[validate(custom(function = "money"))]
     pub price: Option<Decimal>,
     #[serde(default, rename = "type", deserialize_with = "json::opt_trimmed")]
     #[validate(custom(function = "required"), length(max = 255))]
@@ -107,11 +109,13 @@ pub struct UpdateProduct {
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct CreateCoupon {
     /// `low`, `mid` or `high`.
+    #[validate(required(message = "The tier field is required."), custom(function = "coupon_tier"))]
     pub tier: Option<String>,
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 64, message = "The code field must not be greater than 64 characters."))]
     pub code: String,
     #[schema(value_type = f64)]
+    #[validate(required(message = "The percent off field is required."), custom(function = "percentage"))]
     pub percent_off: Option<Decimal>,
     /// ISO 8601; absent or null: never expires.
     #[schema(value_type = Option<String>)]
@@ -178,20 +182,6 @@ fn view(p: &ProductRecord) -> AdminProductView {
 
 fn answer(status: StatusCode, p: &ProductRecord) -> HttpResponse {
     json::data(status, serde_json::json!({ "product": view(p) }))
-}
-
-/// At most two decimals and not negative.
-fn check_price(price: Option<Decimal>, required_here: bool, errors: &mut FieldErrors) {
-    match price {
-        None if required_here => {
-            errors.insert("price".into(), vec!["The price field is required.".into()]);
-        }
-        None => {}
-        Some(p) if p < Decimal::ZERO || p.normalize().scale() > 2 => {
-            errors.insert("price".into(), vec!["The price field must be a non-negative amount with at most two decimals.".into()]);
-        }
-        Some(_) => {}
-    }
 }
 
 /// Checks the references of a product (slug shape, category, bundle children).
@@ -279,7 +269,6 @@ fn blank_to_none(v: Option<String>) -> Option<String> {
 pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<CreateProduct>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::new();
-    check_price(body.price, true, &mut errors);
     let id = state.store.next_id(Sequence::Product).await?;
     let category = blank_to_none(body.category_slug);
     check_references(&state, id, Some(&body.slug), category.as_deref(), &body.model_type, &body.bundle_product_ids, &mut errors).await?;
@@ -342,7 +331,6 @@ pub async fn update(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64
     let mut p = existing(&state, id.into_inner()).await?;
     let was_published = p.published;
     let mut errors = FieldErrors::new();
-    check_price(b.price, false, &mut errors);
     let model_type = b.model_type.clone().unwrap_or_else(|| p.model_type.clone());
     let children = b.bundle_product_ids.clone().unwrap_or_else(|| p.bundle_product_ids.clone());
     let category = match &b.category_slug {
@@ -400,27 +388,10 @@ pub async fn add_coupon(_admin: Admin, state: web::Data<AppState>, id: web::Path
     let b = body.into_inner();
     let mut errors = FieldErrors::new();
     let tier = match b.tier.as_deref() {
-        Some("low") => Some(CouponTier::Low),
-        Some("mid") => Some(CouponTier::Mid),
-        Some("high") => Some(CouponTier::High),
-        Some(_) => {
-            errors.insert("tier".into(), vec!["The selected tier is invalid. Use low, mid or high.".into()]);
-            None
-        }
-        None => {
-            errors.insert("tier".into(), vec!["The tier field is required.".into()]);
-            None
-        }
+        Some("low") => CouponTier::Low,
+        Some("mid") => CouponTier::Mid,
+        _ => CouponTier::High,
     };
-    match b.percent_off {
-        None => {
-            errors.insert("percent_off".into(), vec!["The percent off field is required.".into()]);
-        }
-        Some(p) if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED || p.normalize().scale() > 2 => {
-            errors.insert("percent_off".into(), vec!["The percent off field must be more than 0 and at most 100, with at most two decimals.".into()]);
-        }
-        Some(_) => {}
-    }
     if !b.code.is_empty() && !b.code.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
         errors.insert("code".into(), vec!["The code field must only contain letters, digits, hyphens and underscores.".into()]);
     }
@@ -428,10 +399,11 @@ pub async fn add_coupon(_admin: Admin, state: web::Data<AppState>, id: web::Path
     if p.model_type == BUNDLE_TYPE {
         errors.insert("product".into(), vec!["Coupons apply to courses, not to bundles.".into()]);
     }
-    let (Some(tier), Some(percent_off), true) = (tier, b.percent_off, errors.is_empty()) else {
+    if !errors.is_empty() {
         return Err(ApiError::validation(errors));
-    };
-    let coupon = CouponRecord { tier, code: b.code, percent_off: percent_off.normalize(), expires_at: b.expires_at };
+    }
+    let percent_off = b.percent_off.unwrap_or_default().normalize();
+    let coupon = CouponRecord { tier, code: b.code, percent_off, expires_at: b.expires_at };
     p.coupons.retain(|c| c.tier != tier);
     p.coupons.push(coupon.clone());
     p.coupons.sort_by_key(|c| c.tier as u8);

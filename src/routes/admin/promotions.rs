@@ -11,7 +11,7 @@ use crate::json;
 use crate::routes::promotions::PERCENTAGE_PROMOTION;
 use crate::state::AppState;
 use crate::store::{PromotionRecord, Sequence};
-use crate::validation::required;
+use crate::validation::{percentage, required};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use hissaback_topics::events::ContentChange;
@@ -39,6 +39,7 @@ pub struct CreatePromotion {
     #[validate(length(min = 1, max = 255))]
     pub promotion_type: Option<String>,
     #[schema(value_type = f64)]
+    #[validate(required(message = "The percentage off field is required."), custom(function = "percentage"))]
     pub percentage_off: Option<Decimal>,
     #[schema(value_type = Option<String>)]
     pub ends_at: Option<DateTime<Utc>>,
@@ -65,15 +66,6 @@ fn promotion_json(p: &PromotionRecord) -> serde_json::Value {
 pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<CreatePromotion>) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let mut errors = FieldErrors::new();
-    match b.percentage_off {
-        None => {
-            errors.insert("percentage_off".into(), vec!["The percentage off field is required.".into()]);
-        }
-        Some(p) if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED || p.normalize().scale() > 2 => {
-            errors.insert("percentage_off".into(), vec!["The percentage off field must be more than 0 and at most 100.".into()]);
-        }
-        Some(_) => {}
-    }
     let snapshot = state.catalogue.snapshot();
     let bad: Vec<String> = b
         .bundle_ids
