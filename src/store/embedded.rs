@@ -10,7 +10,7 @@
 //! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
 //! only for the statement itself.
 
-use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, ProductRecord, PromotionRecord, Sequence, Store, StoreError, StoreResult};
+use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, DeliveryRecord, DeliveryState, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use hissaback_actors::ports::KeyLastUsed;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -42,6 +42,17 @@ CREATE TABLE IF NOT EXISTS unique_claims (
 CREATE TABLE IF NOT EXISTS blog_profiles (id INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS blog_profiles_by_affiliate ON blog_profiles (affiliate_id, id);
 CREATE TABLE IF NOT EXISTS blogs (id INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS webhooks (id INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS webhooks_by_affiliate ON webhooks (affiliate_id, id);
+CREATE INDEX IF NOT EXISTS webhooks_by_event ON webhooks (event, id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    webhook_id INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    pending INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (webhook_id, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (pending) WHERE pending = 1;
 "#;
 
 /// SQLite-backed [`Store`].
@@ -370,6 +381,103 @@ impl Store for EmbeddedStore {
             })
             .await?;
         body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn put_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        let (id, affiliate, event, body) = (webhook.id as i64, webhook.affiliate_id as i64, webhook.event.clone(), to_json(webhook));
+        self.with(move |c| {
+            c.prepare_cached(
+                "INSERT INTO webhooks (id, affiliate_id, event, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET affiliate_id = excluded.affiliate_id, event = excluded.event, body = excluded.body",
+            )?
+            .execute(params![id, affiliate, event, body])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_webhook(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<WebhookRecord>> {
+        let body: Option<String> = self
+            .with(move |c| {
+                c.prepare_cached("SELECT body FROM webhooks WHERE id = ?1 AND affiliate_id = ?2")?
+                    .query_row(params![id as i64, affiliate_id as i64], |r| r.get(0))
+                    .optional()
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn webhooks_of(&self, affiliate_id: u64) -> StoreResult<Vec<WebhookRecord>> {
+        self.owned_docs("webhooks", affiliate_id).await
+    }
+
+    async fn webhooks_for_event(&self, event: &str) -> StoreResult<Vec<WebhookRecord>> {
+        let event = event.to_string();
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM webhooks WHERE event = ?1 ORDER BY id")?;
+                let rows = stmt.query_map(params![event], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn delete_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        let id = webhook.id as i64;
+        self.with(move |c| c.execute("DELETE FROM webhooks WHERE id = ?1", params![id]).map(|_| ())).await
+    }
+
+    async fn put_delivery(&self, delivery: &DeliveryRecord) -> StoreResult<()> {
+        let (webhook, id, pending, body) = (
+            delivery.webhook_id as i64,
+            delivery.id.clone(),
+            i64::from(delivery.state == DeliveryState::Pending),
+            to_json(delivery),
+        );
+        self.with(move |c| {
+            c.prepare_cached(
+                "INSERT INTO deliveries (webhook_id, id, pending, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (webhook_id, id) DO UPDATE SET pending = excluded.pending, body = excluded.body",
+            )?
+            .execute(params![webhook, id, pending, body])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, webhook_id: u64, id: &str) -> StoreResult<Option<DeliveryRecord>> {
+        let id = id.to_string();
+        let body: Option<String> = self
+            .with(move |c| {
+                c.prepare_cached("SELECT body FROM deliveries WHERE webhook_id = ?1 AND id = ?2")?
+                    .query_row(params![webhook_id as i64, id], |r| r.get(0))
+                    .optional()
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn deliveries_of(&self, webhook_id: u64, limit: usize) -> StoreResult<Vec<DeliveryRecord>> {
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM deliveries WHERE webhook_id = ?1 ORDER BY id DESC LIMIT ?2")?;
+                let rows = stmt.query_map(params![webhook_id as i64, limit as i64], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn pending_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        let bodies: Vec<String> = self
+            .with(|c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM deliveries WHERE pending = 1")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
     }
 }
 

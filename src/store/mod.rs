@@ -49,6 +49,7 @@ pub enum Sequence {
     Promotion,
     BlogProfile,
     Blog,
+    Webhook,
 }
 
 impl Sequence {
@@ -62,6 +63,7 @@ impl Sequence {
             Sequence::Promotion => "promotions",
             Sequence::BlogProfile => "blog_profiles",
             Sequence::Blog => "blogs",
+            Sequence::Webhook => "webhooks",
         }
     }
 }
@@ -230,6 +232,60 @@ pub struct BlogRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A webhook endpoint of an affiliate, for one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    pub id: u64,
+    pub affiliate_id: u64,
+    pub event: String,
+    pub url: String,
+    /// Shown once at creation; sent as `X-Affiliate-Webhook-Key` and the HMAC key of
+    /// `webhook-signature`.
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// First failure of the current run of failures; cleared by a success.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Set when the endpoint kept failing too long; no deliveries are attempted then.
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// One HTTP attempt of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+/// One event to one webhook, with every attempt made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// Time-ordered and stable across retries (the `webhook-id` header): `msg_<ms>_<hash>`.
+    pub id: String,
+    pub webhook_id: u64,
+    pub affiliate_id: u64,
+    pub event: String,
+    /// The JSON body sent.
+    pub payload: String,
+    pub state: DeliveryState,
+    pub attempts: Vec<DeliveryAttempt>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Everything the service keeps. One implementation per backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -290,6 +346,24 @@ pub trait Store: Send + Sync + 'static {
     async fn get_blog(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<BlogRecord>>;
     /// A blog by id alone, for the admin review.
     async fn get_blog_by_id(&self, id: u64) -> StoreResult<Option<BlogRecord>>;
+
+    /// Insert or replace a webhook (with its by-event index row).
+    async fn put_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
+    /// One of the affiliate's webhooks; another affiliate's is `None`.
+    async fn get_webhook(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<WebhookRecord>>;
+    /// An affiliate's webhooks, ordered by id.
+    async fn webhooks_of(&self, affiliate_id: u64) -> StoreResult<Vec<WebhookRecord>>;
+    /// Every webhook subscribed to `event`, across affiliates (the dispatcher's fan-out).
+    async fn webhooks_for_event(&self, event: &str) -> StoreResult<Vec<WebhookRecord>>;
+    async fn delete_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
+
+    /// Insert or replace a delivery; pending ones are also kept in the pending index.
+    async fn put_delivery(&self, delivery: &DeliveryRecord) -> StoreResult<()>;
+    async fn get_delivery(&self, webhook_id: u64, id: &str) -> StoreResult<Option<DeliveryRecord>>;
+    /// A webhook's most recent deliveries, newest first.
+    async fn deliveries_of(&self, webhook_id: u64, limit: usize) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Every pending delivery (read at start to rebuild the dispatcher's queue).
+    async fn pending_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
 }
 
 /// The store behind an `Arc`, as the rest of the service holds it.

@@ -13,8 +13,8 @@
 //! Scylla-only table options.
 
 use super::{
-    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, ProductRecord, PromotionRecord, Sequence, Store,
-    StoreError, StoreResult,
+    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, DeliveryRecord, DeliveryState, ProductRecord,
+    PromotionRecord, Sequence, Store, StoreError, StoreResult, WebhookRecord,
 };
 use crate::configuration::ScyllaSettings;
 use async_trait::async_trait;
@@ -46,7 +46,18 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.blog_profiles (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.blogs (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.blogs_by_id (id bigint PRIMARY KEY, affiliate_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.webhooks (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.webhooks_by_event (event text, id bigint, body text, PRIMARY KEY (event, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.deliveries (webhook_id bigint, id text, body text, PRIMARY KEY (webhook_id, id)) WITH CLUSTERING ORDER BY (id DESC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.pending_deliveries (shard int, webhook_id bigint, id text, PRIMARY KEY (shard, webhook_id, id))",
 ];
+
+/// Pending deliveries are indexed over this many partitions (`webhook_id % PENDING_SHARDS`).
+const PENDING_SHARDS: i32 = 8;
+
+fn shard_of(webhook_id: i64) -> i32 {
+    (webhook_id % i64::from(PENDING_SHARDS)) as i32
+}
 
 /// Products are spread over this many partitions (`id % PRODUCT_BUCKETS`) so no partition
 /// grows with the whole catalogue; the snapshot reads them all at start.
@@ -132,6 +143,19 @@ struct Statements {
     blog_get: PreparedStatement,
     blog_index_put: PreparedStatement,
     blog_index_get: PreparedStatement,
+    webhook_put: PreparedStatement,
+    webhook_get: PreparedStatement,
+    webhook_list: PreparedStatement,
+    webhook_delete: PreparedStatement,
+    webhook_event_put: PreparedStatement,
+    webhook_event_list: PreparedStatement,
+    webhook_event_delete: PreparedStatement,
+    delivery_put: PreparedStatement,
+    delivery_get: PreparedStatement,
+    delivery_list: PreparedStatement,
+    pending_put: PreparedStatement,
+    pending_delete: PreparedStatement,
+    pending_shard: PreparedStatement,
 }
 
 /// A block of ids reserved with one lightweight transaction: `next..end`.
@@ -195,6 +219,19 @@ impl ScyllaStore {
             blog_get: prepare("SELECT body FROM {ks}.blogs WHERE affiliate_id = ? AND id = ?").await?,
             blog_index_put: prepare("INSERT INTO {ks}.blogs_by_id (id, affiliate_id) VALUES (?, ?)").await?,
             blog_index_get: prepare("SELECT affiliate_id FROM {ks}.blogs_by_id WHERE id = ?").await?,
+            webhook_put: prepare("INSERT INTO {ks}.webhooks (affiliate_id, id, body) VALUES (?, ?, ?)").await?,
+            webhook_get: prepare("SELECT body FROM {ks}.webhooks WHERE affiliate_id = ? AND id = ?").await?,
+            webhook_list: prepare("SELECT body FROM {ks}.webhooks WHERE affiliate_id = ?").await?,
+            webhook_delete: prepare("DELETE FROM {ks}.webhooks WHERE affiliate_id = ? AND id = ?").await?,
+            webhook_event_put: prepare("INSERT INTO {ks}.webhooks_by_event (event, id, body) VALUES (?, ?, ?)").await?,
+            webhook_event_list: prepare("SELECT body FROM {ks}.webhooks_by_event WHERE event = ?").await?,
+            webhook_event_delete: prepare("DELETE FROM {ks}.webhooks_by_event WHERE event = ? AND id = ?").await?,
+            delivery_put: prepare("INSERT INTO {ks}.deliveries (webhook_id, id, body) VALUES (?, ?, ?)").await?,
+            delivery_get: prepare("SELECT body FROM {ks}.deliveries WHERE webhook_id = ? AND id = ?").await?,
+            delivery_list: prepare("SELECT body FROM {ks}.deliveries WHERE webhook_id = ? LIMIT ?").await?,
+            pending_put: prepare("INSERT INTO {ks}.pending_deliveries (shard, webhook_id, id) VALUES (?, ?, ?)").await?,
+            pending_delete: prepare("DELETE FROM {ks}.pending_deliveries WHERE shard = ? AND webhook_id = ? AND id = ?").await?,
+            pending_shard: prepare("SELECT webhook_id, id FROM {ks}.pending_deliveries WHERE shard = ?").await?,
         };
         Ok(Self {
             session,
@@ -478,5 +515,67 @@ impl Store for ScyllaStore {
             Some(affiliate_id) => self.doc(&self.st.blog_get, (affiliate_id, id(blog_id))).await,
             None => Ok(None),
         }
+    }
+
+    async fn put_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        let body = to_json(webhook);
+        self.write(&self.st.webhook_event_put, (webhook.event.as_str(), id(webhook.id), body.as_str())).await?;
+        self.write(&self.st.webhook_put, (id(webhook.affiliate_id), id(webhook.id), body.as_str())).await
+    }
+
+    async fn get_webhook(&self, affiliate_id: u64, webhook_id: u64) -> StoreResult<Option<WebhookRecord>> {
+        self.doc(&self.st.webhook_get, (id(affiliate_id), id(webhook_id))).await
+    }
+
+    async fn webhooks_of(&self, affiliate_id: u64) -> StoreResult<Vec<WebhookRecord>> {
+        self.docs(&self.st.webhook_list, (id(affiliate_id),)).await
+    }
+
+    async fn webhooks_for_event(&self, event: &str) -> StoreResult<Vec<WebhookRecord>> {
+        self.docs(&self.st.webhook_event_list, (event,)).await
+    }
+
+    async fn delete_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        self.write(&self.st.webhook_delete, (id(webhook.affiliate_id), id(webhook.id))).await?;
+        self.write(&self.st.webhook_event_delete, (webhook.event.as_str(), id(webhook.id))).await
+    }
+
+    async fn put_delivery(&self, delivery: &DeliveryRecord) -> StoreResult<()> {
+        let wid = id(delivery.webhook_id);
+        self.write(&self.st.delivery_put, (wid, delivery.id.as_str(), to_json(delivery))).await?;
+        if delivery.state == DeliveryState::Pending {
+            self.write(&self.st.pending_put, (shard_of(wid), wid, delivery.id.as_str())).await
+        } else {
+            self.write(&self.st.pending_delete, (shard_of(wid), wid, delivery.id.as_str())).await
+        }
+    }
+
+    async fn get_delivery(&self, webhook_id: u64, delivery_id: &str) -> StoreResult<Option<DeliveryRecord>> {
+        self.doc(&self.st.delivery_get, (id(webhook_id), delivery_id)).await
+    }
+
+    async fn deliveries_of(&self, webhook_id: u64, limit: usize) -> StoreResult<Vec<DeliveryRecord>> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        self.docs(&self.st.delivery_list, (id(webhook_id), limit)).await
+    }
+
+    async fn pending_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
+        let mut out = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            let rows = self
+                .session
+                .execute_unpaged(&self.st.pending_shard, (shard,))
+                .await
+                .map_err(driver_error)?
+                .into_rows_result()
+                .map_err(driver_error)?;
+            let keys: Vec<(i64, String)> = rows.rows::<(i64, String)>().map_err(driver_error)?.collect::<Result<_, _>>().map_err(driver_error)?;
+            for (wid, did) in keys {
+                if let Some(d) = self.doc::<DeliveryRecord>(&self.st.delivery_get, (wid, did.as_str())).await? {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
     }
 }

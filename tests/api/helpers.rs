@@ -20,7 +20,8 @@ pub struct TestApp {
 }
 
 /// Settings for a test: defaults, a random port, the given data directory, a fast
-/// last-used flush and a known admin token. Environment variables are not read.
+/// last-used flush and a known admin token. `HISSABACK_*` environment variables still apply
+/// (scripts/test.sh sets `HISSABACK_GEOIP_DB`, for one).
 pub fn test_settings(data_dir: &std::path::Path) -> Settings {
     let mut s = Settings::load(Some(&defaults_file())).expect("defaults load");
     s.server.listen = "127.0.0.1:0".into();

@@ -262,6 +262,77 @@ pub async fn blogs_and_profiles_are_kept_per_affiliate(store: SharedStore) {
     assert!(store.get_blog_by_id(blog.id + 100_000).await.unwrap().is_none());
 }
 
+pub async fn webhooks_are_kept_per_affiliate_and_indexed_by_event(store: SharedStore) {
+    use hissaback::store::WebhookRecord;
+    let now = Utc::now();
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let b = store.next_id(Sequence::Affiliate).await.unwrap();
+    let event = format!("suite.event.{a}");
+    let mk = |id: u64, affiliate_id: u64| WebhookRecord {
+        id,
+        affiliate_id,
+        event: event.clone(),
+        url: format!("https://hooks.example.com/{id}"),
+        secret: "s".repeat(64),
+        created_at: now,
+        updated_at: now,
+        failing_since: None,
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    let w1 = mk(store.next_id(Sequence::Webhook).await.unwrap(), a);
+    let w2 = mk(store.next_id(Sequence::Webhook).await.unwrap(), b);
+    store.put_webhook(&w1).await.unwrap();
+    store.put_webhook(&w2).await.unwrap();
+    assert_eq!(store.get_webhook(a, w1.id).await.unwrap(), Some(w1.clone()));
+    assert_eq!(store.get_webhook(b, w1.id).await.unwrap(), None, "another affiliate's webhook is not found");
+    assert_eq!(store.webhooks_of(a).await.unwrap(), vec![w1.clone()]);
+    let ids: Vec<u64> = store.webhooks_for_event(&event).await.unwrap().iter().map(|w| w.id).collect();
+    assert_eq!(ids, vec![w1.id, w2.id]);
+    let mut disabled = w1.clone();
+    disabled.disabled_at = Some(now);
+    store.put_webhook(&disabled).await.unwrap();
+    assert!(store.webhooks_for_event(&event).await.unwrap()[0].disabled_at.is_some(), "the index follows updates");
+    store.delete_webhook(&w1).await.unwrap();
+    assert_eq!(store.get_webhook(a, w1.id).await.unwrap(), None);
+    let ids: Vec<u64> = store.webhooks_for_event(&event).await.unwrap().iter().map(|w| w.id).collect();
+    assert_eq!(ids, vec![w2.id]);
+}
+
+pub async fn deliveries_are_listed_newest_first_and_pending_ones_indexed(store: SharedStore) {
+    use hissaback::store::{DeliveryAttempt, DeliveryRecord, DeliveryState};
+    let now = Utc::now();
+    let webhook_id = store.next_id(Sequence::Webhook).await.unwrap();
+    let mk = |n: u64| DeliveryRecord {
+        id: format!("msg_{:013}_{n:04}", 1_700_000_000_000u64 + n),
+        webhook_id,
+        affiliate_id: 1,
+        event: "product.updated".into(),
+        payload: "{}".into(),
+        state: DeliveryState::Pending,
+        attempts: vec![],
+        next_attempt_at: Some(now),
+        created_at: now,
+        updated_at: now,
+    };
+    let (d1, d2, d3) = (mk(1), mk(2), mk(3));
+    for d in [&d1, &d2, &d3] {
+        store.put_delivery(d).await.unwrap();
+    }
+    let listed: Vec<String> = store.deliveries_of(webhook_id, 2).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(listed, vec![d3.id.clone(), d2.id.clone()]);
+    let mut done = d2.clone();
+    done.state = DeliveryState::Succeeded;
+    done.attempts.push(DeliveryAttempt { at: now, status_code: Some(200), latency_ms: 12, error: None });
+    store.put_delivery(&done).await.unwrap();
+    assert_eq!(store.get_delivery(webhook_id, &d2.id).await.unwrap(), Some(done));
+    let pending: Vec<String> =
+        store.pending_deliveries().await.unwrap().into_iter().filter(|d| d.webhook_id == webhook_id).map(|d| d.id).collect();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.contains(&d1.id) && pending.contains(&d3.id));
+    assert!(store.get_delivery(webhook_id, "msg_nope").await.unwrap().is_none());
+}
+
 pub async fn settings_round_trip(store: SharedStore) {
     assert!(store.get_setting("suite.x").await.unwrap().is_none());
     store.put_setting("suite.x", "1").await.unwrap();
@@ -288,6 +359,8 @@ macro_rules! store_suite {
                 unique_claims_belong_to_one_owner,
                 products_and_promotions_round_trip,
                 blogs_and_profiles_are_kept_per_affiliate,
+                webhooks_are_kept_per_affiliate_and_indexed_by_event,
+                deliveries_are_listed_newest_first_and_pending_ones_indexed,
             );
         }
     };
