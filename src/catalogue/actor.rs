@@ -124,6 +124,8 @@ impl EventHandler for CatalogueFollower {
             | ContentChange::ProductUpdated { product_id }
             | ContentChange::ProductUnpublished { product_id } => self.0.refresh(Refresh::Product(product_id)).await,
             ContentChange::PromotionCreated { .. } => self.0.refresh(Refresh::Promotions).await,
+            ContentChange::ExchangeRatesChanged => self.0.refresh(Refresh::Rates).await,
+            ContentChange::CategoryChanged { .. } => self.0.refresh(Refresh::Categories).await,
             ContentChange::BlogPublished { .. } | ContentChange::BlogUnpublished { .. } => Ok(()),
         }
     }

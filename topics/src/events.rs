@@ -75,6 +75,10 @@ pub enum ContentChange {
     BlogPublished { blog_id: u64 },
     BlogUnpublished { blog_id: u64, reason: String },
     PromotionCreated { promotion_id: u64 },
+    /// The admin changed the exchange rates (no webhook event; instances refresh prices).
+    ExchangeRatesChanged,
+    /// The admin changed a category (no webhook event; instances refresh their catalogue).
+    CategoryChanged { category_id: u64 },
 }
 
 /// A catalogue or content change with its time.
@@ -96,6 +100,8 @@ impl Event for ProductChanged {
                 format!("blog:{blog_id}")
             }
             ContentChange::PromotionCreated { promotion_id } => format!("promotion:{promotion_id}"),
+            ContentChange::ExchangeRatesChanged => "exchange-rates".to_string(),
+            ContentChange::CategoryChanged { category_id } => format!("category:{category_id}"),
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use crate::auth::Admin;
 use crate::catalogue::actor::Refresh;
+use crate::events::emit_change;
+use hissaback_topics::events::ContentChange;
 use crate::error::{ApiError, FieldErrors};
 use crate::extract::JsonBody;
 use crate::json;
@@ -127,6 +129,7 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
     };
     state.store.put_category(&category).await?;
     state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
+    emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
     Ok(answer(StatusCode::CREATED, &category))
 }
 
@@ -158,6 +161,7 @@ pub async fn update(
     category.updated_at = Utc::now();
     state.store.put_category(&category).await?;
     state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
+    emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
     Ok(answer(StatusCode::OK, &category))
 }
 
@@ -171,6 +175,7 @@ pub async fn delete(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64
     category.updated_at = now;
     state.store.put_category(&category).await?;
     state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
+    emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
     Ok(answer(StatusCode::OK, &category))
 }
 

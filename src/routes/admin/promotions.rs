@@ -144,5 +144,6 @@ pub async fn set_rates(_admin: Admin, state: web::Data<AppState>, body: JsonBody
     }
     state.store.put_setting(RATES_SETTING, &serde_json::to_string(&next).map_err(ApiError::internal)?).await?;
     state.catalogue.refresh(Refresh::Rates).await.map_err(ApiError::internal)?;
+    emit_change(state.bus.as_ref(), ContentChange::ExchangeRatesChanged).await?;
     Ok(json::ok(rates_json(&next)))
 }
