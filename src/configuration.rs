@@ -28,6 +28,9 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("kafka_brokers", "events.kafka.brokers"),
     ("kafka_topic_prefix", "events.kafka.topic_prefix"),
     ("geoip_db", "catalogue.geoip_db"),
+    ("webhook_allow", "webhooks.allow"),
+    ("webhook_https_only", "webhooks.https_only"),
+    ("webhook_retry_schedule", "webhooks.retry_schedule"),
 ];
 
 /// Everything the service reads at start.
@@ -41,6 +44,39 @@ pub struct Settings {
     pub events: EventsSettings,
     pub auth: AuthSettings,
     pub catalogue: CatalogueSettings,
+    pub webhooks: WebhookSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Hosts or CIDRs reachable despite the private-address guard (`HISSABACK_WEBHOOK_ALLOW`).
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allow: Vec<String>,
+    /// Refuse plain-http URLs except allowed hosts (`HISSABACK_WEBHOOK_HTTPS_ONLY`).
+    pub https_only: bool,
+    /// Delays before each attempt, e.g. `0s`, `5s`, `5m` (`HISSABACK_WEBHOOK_RETRY_SCHEDULE`).
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub retry_schedule: Vec<String>,
+    /// Fraction of each delay added at random.
+    pub retry_jitter: f64,
+    pub connect_timeout_ms: u64,
+    pub timeout_ms: u64,
+    pub max_concurrency: usize,
+    pub per_endpoint_concurrency: usize,
+    /// An endpoint failing this long without a success is disabled.
+    pub disable_after_hours: u64,
+    pub response_body_limit_bytes: usize,
+}
+
+impl WebhookSettings {
+    /// The retry schedule as durations.
+    pub fn schedule(&self) -> Result<Vec<std::time::Duration>, String> {
+        self.retry_schedule
+            .iter()
+            .map(|d| humantime::parse_duration(d.trim()).map_err(|e| format!("webhooks.retry_schedule `{d}`: {e}")))
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -220,6 +256,15 @@ impl Settings {
         if [r.gbp, r.eur, r.inr, r.bgn].iter().any(|v| *v <= rust_decimal::Decimal::ZERO) {
             return invalid("catalogue.default_rates must all be positive");
         }
+        let w = &self.webhooks;
+        let schedule = w.schedule().map_err(ConfigError::Invalid)?;
+        if schedule.is_empty() {
+            return invalid("webhooks.retry_schedule needs at least one attempt");
+        }
+        if !(0.0..=1.0).contains(&w.retry_jitter) || w.max_concurrency == 0 || w.per_endpoint_concurrency == 0 || w.timeout_ms == 0 {
+            return invalid("webhooks: retry_jitter must be within 0..1 and concurrency and timeouts positive");
+        }
+        crate::webhooks::guard::Allowlist::parse(&w.allow).map_err(ConfigError::Invalid)?;
         if self.server.instance_id.is_empty() {
             return invalid("server.instance_id must not be empty");
         }

@@ -15,6 +15,7 @@
 //! - [`catalogue`]: pricing, currencies, the in-memory catalogue snapshot and its actor.
 //! - [`store`]: the storage trait and its backends; [`events`]: the event bus backend.
 //! - [`metrics`]: Prometheus metrics and the request middleware.
+//! - [`webhooks`]: webhook events, payloads, the private-address guard and the dispatcher.
 //! - [`demo`]: the demo data set.
 
 pub mod accounts;
@@ -36,3 +37,4 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod validation;
+pub mod webhooks;

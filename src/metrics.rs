@@ -23,6 +23,14 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Stream-consumer metrics (consumed, dead-lettered, handler errors, actor restarts).
     pub consumers: hissaback_actors::metrics::ConsumerMetrics,
+    /// `hissaback_webhook_deliveries_total{event, outcome}` (`success`, `retry`, `failed`)
+    pub webhook_deliveries: IntCounterVec,
+    /// `hissaback_webhook_attempt_duration_seconds{outcome}`
+    pub webhook_attempt_seconds: HistogramVec,
+    /// `hissaback_webhook_queue_depth`: deliveries waiting in the dispatcher.
+    pub webhook_queue_depth: prometheus::IntGauge,
+    /// `hissaback_webhook_endpoints_disabled_total`
+    pub webhook_endpoints_disabled: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -49,7 +57,39 @@ impl Metrics {
         }
         let consumers = hissaback_actors::metrics::ConsumerMetrics::new();
         consumers.register(&registry).expect("metric registered once");
-        Self { registry, http_requests, http_duration, auth_failures, consumers }
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new("hissaback_webhook_deliveries_total", "Webhook delivery attempts by event and outcome"),
+            &["event", "outcome"],
+        )
+        .expect("valid metric");
+        let webhook_attempt_seconds = HistogramVec::new(
+            HistogramOpts::new("hissaback_webhook_attempt_duration_seconds", "Duration of webhook delivery attempts")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0]),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let webhook_queue_depth =
+            prometheus::IntGauge::new("hissaback_webhook_queue_depth", "Webhook deliveries waiting in the dispatcher").expect("valid metric");
+        let webhook_endpoints_disabled = prometheus::IntCounter::new(
+            "hissaback_webhook_endpoints_disabled_total",
+            "Webhook endpoints disabled after failing too long",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(webhook_deliveries.clone())).expect("metric registered once");
+        registry.register(Box::new(webhook_attempt_seconds.clone())).expect("metric registered once");
+        registry.register(Box::new(webhook_queue_depth.clone())).expect("metric registered once");
+        registry.register(Box::new(webhook_endpoints_disabled.clone())).expect("metric registered once");
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            auth_failures,
+            consumers,
+            webhook_deliveries,
+            webhook_attempt_seconds,
+            webhook_queue_depth,
+            webhook_endpoints_disabled,
+        }
     }
 
     /// The Prometheus text exposition of every metric.

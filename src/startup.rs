@@ -15,6 +15,11 @@ use anyhow::Context;
 use crate::catalogue::actor::CatalogueFollower;
 use crate::catalogue::geoip::GeoIp;
 use crate::catalogue::Catalogue;
+use crate::webhooks::dispatcher::WebhookIntake;
+use crate::webhooks::fanout::WebhookFanOut;
+use crate::webhooks::guard::Allowlist;
+use crate::webhooks::sender::Sender;
+use crate::webhooks::WebhookDispatcher;
 use hissaback_actors::consumer::{ConsumerActor, Stop};
 use hissaback_actors::{KeyUsage, KeyUsageRecorder};
 use secrecy::SecretString;
@@ -51,6 +56,22 @@ impl Application {
             metrics.consumers.clone(),
         )
         .start_supervised();
+        let webhook_allow = Allowlist::parse(&settings.webhooks.allow).map_err(anyhow::Error::msg)?;
+        let dispatcher = WebhookDispatcher::start(
+            Sender::new(&settings.webhooks, store.clone(), metrics.clone())?,
+            store.clone(),
+            settings.webhooks.max_concurrency,
+            settings.webhooks.per_endpoint_concurrency,
+            metrics.clone(),
+        );
+        let webhook_intake = ConsumerActor::new(
+            "webhook-intake",
+            bus.clone(),
+            "webhook-dispatch",
+            Arc::new(WebhookIntake { store: store.clone(), dispatcher: dispatcher.clone() }),
+            metrics.consumers.clone(),
+        )
+        .start_supervised();
         let geoip = match &settings.catalogue.geoip_db {
             Some(path) => Some(Arc::new(GeoIp::open(path)?)),
             None => None,
@@ -71,6 +92,14 @@ impl Application {
         } else {
             settings.server.public_base_url.trim_end_matches('/').to_string()
         };
+        let webhook_fanout = ConsumerActor::new(
+            "webhook-fanout",
+            bus.clone(),
+            "webhook-fanout",
+            Arc::new(WebhookFanOut { store: store.clone(), bus: bus.clone(), base_url: public_base_url.clone() }),
+            metrics.consumers.clone(),
+        )
+        .start_supervised();
         let state = web::Data::new(AppState {
             admin_token: settings.admin.token.clone(),
             settings: Arc::new(settings.clone()),
@@ -82,6 +111,8 @@ impl Application {
             metrics,
             catalogue,
             geoip,
+            dispatcher,
+            webhook_allow,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -99,7 +130,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient()] })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient()] })
     }
 
     pub fn port(&self) -> u16 {

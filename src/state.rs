@@ -22,4 +22,8 @@ pub struct AppState {
     pub catalogue: crate::catalogue::Catalogue,
     /// Country database for `currency_from_ip`, when configured.
     pub geoip: Option<Arc<crate::catalogue::geoip::GeoIp>>,
+    /// Queues webhook deliveries (new and redelivered ones).
+    pub dispatcher: crate::webhooks::WebhookDispatcher,
+    /// Hosts and networks exempt from the webhook private-address guard.
+    pub webhook_allow: crate::webhooks::guard::Allowlist,
 }

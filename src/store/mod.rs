@@ -284,6 +284,9 @@ pub struct DeliveryRecord {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A redelivery asked for by the affiliate: one attempt, no retries after it.
+    #[serde(default)]
+    pub manual: bool,
 }
 
 /// Everything the service keeps. One implementation per backend.

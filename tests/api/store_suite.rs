@@ -314,6 +314,7 @@ pub async fn deliveries_are_listed_newest_first_and_pending_ones_indexed(store: 
         next_attempt_at: Some(now),
         created_at: now,
         updated_at: now,
+        manual: false,
     };
     let (d1, d2, d3) = (mk(1), mk(2), mk(3));
     for d in [&d1, &d2, &d3] {

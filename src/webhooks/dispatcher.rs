@@ -1,0 +1,214 @@
+//! The dispatcher actor: a queue of due deliveries, sent with a global and a per-endpoint
+//! cap so one slow or dead endpoint never delays the others, and the intake that turns
+//! `webhook-jobs` into stored, queued deliveries.
+
+use super::sender::{Next, Sender};
+use crate::metrics::Metrics;
+use crate::store::{DeliveryRecord, DeliveryState, SharedStore};
+use actix::prelude::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hissaback_actors::consumer::EventHandler;
+use hissaback_topics::events::WebhookJob;
+use hissaback_topics::Delivery;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the queue is looked at for due deliveries.
+const TICK: Duration = Duration::from_millis(50);
+
+/// A queued delivery: due time first, so the set is ordered by it.
+type Entry = (DateTime<Utc>, u64, u64, String); // (due, webhook_id, affiliate_id, delivery_id)
+
+pub struct Dispatcher {
+    sender: Arc<Sender>,
+    store: SharedStore,
+    queue: BTreeSet<Entry>,
+    in_flight: usize,
+    per_endpoint: HashMap<u64, usize>,
+    max_in_flight: usize,
+    max_per_endpoint: usize,
+    metrics: Metrics,
+}
+
+/// Queue a delivery for its next attempt.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Schedule {
+    pub webhook_id: u64,
+    pub affiliate_id: u64,
+    pub delivery_id: String,
+    pub due: DateTime<Utc>,
+}
+
+impl Dispatcher {
+    fn enqueue(&mut self, s: Schedule) {
+        self.queue.insert((s.due, s.webhook_id, s.affiliate_id, s.delivery_id));
+        self.metrics.webhook_queue_depth.set(self.queue.len() as i64);
+    }
+
+    /// Starts every due delivery the caps allow.
+    fn dispatch_due(&mut self, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let mut skipped = Vec::new();
+        while self.in_flight < self.max_in_flight {
+            let Some(first) = self.queue.first().cloned() else { break };
+            if first.0 > now {
+                break;
+            }
+            self.queue.remove(&first);
+            let (_, webhook_id, affiliate_id, delivery_id) = first.clone();
+            let busy = self.per_endpoint.get(&webhook_id).copied().unwrap_or(0);
+            if busy >= self.max_per_endpoint {
+                skipped.push(first);
+                continue;
+            }
+            self.in_flight += 1;
+            *self.per_endpoint.entry(webhook_id).or_default() += 1;
+            let sender = self.sender.clone();
+            let fut = async move {
+                let next = sender.attempt(webhook_id, affiliate_id, &delivery_id).await;
+                (webhook_id, affiliate_id, delivery_id, next)
+            };
+            ctx.spawn(fut.into_actor(self).map(|(webhook_id, affiliate_id, delivery_id, next), act, _ctx| {
+                act.in_flight -= 1;
+                if let Some(n) = act.per_endpoint.get_mut(&webhook_id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        act.per_endpoint.remove(&webhook_id);
+                    }
+                }
+                match next {
+                    Ok(Next::RetryAt(due)) => act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id, due }),
+                    Ok(Next::Done) => {}
+                    Err(e) => {
+                        // The store failed: the delivery is still pending there; try again soon.
+                        tracing::warn!(error = %e, webhook = webhook_id, "webhook attempt could not be recorded; retrying");
+                        let due = Utc::now() + chrono::Duration::seconds(5);
+                        act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id, due });
+                    }
+                }
+            }));
+        }
+        for entry in skipped {
+            self.queue.insert(entry);
+        }
+        self.metrics.webhook_queue_depth.set(self.queue.len() as i64);
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Deliveries that were pending when the service stopped carry on where they were.
+        let store = self.store.clone();
+        ctx.spawn(
+            async move { store.pending_deliveries().await }.into_actor(self).map(|pending, act, _ctx| match pending {
+                Ok(list) => {
+                    let now = Utc::now();
+                    for d in list {
+                        let due = d.next_attempt_at.unwrap_or(now);
+                        act.enqueue(Schedule { webhook_id: d.webhook_id, affiliate_id: d.affiliate_id, delivery_id: d.id, due });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not reload pending webhook deliveries"),
+            }),
+        );
+        ctx.run_interval(TICK, |act, ctx| act.dispatch_due(ctx));
+    }
+}
+
+impl Supervised for Dispatcher {}
+
+impl Handler<Schedule> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Schedule, ctx: &mut Self::Context) {
+        self.enqueue(msg);
+        self.dispatch_due(ctx);
+    }
+}
+
+/// The facade the rest of the service uses.
+#[derive(Clone)]
+pub struct WebhookDispatcher {
+    addr: Addr<Dispatcher>,
+    sender: Arc<Sender>,
+}
+
+impl WebhookDispatcher {
+    pub fn start(sender: Sender, store: SharedStore, max_in_flight: usize, max_per_endpoint: usize, metrics: Metrics) -> Self {
+        let sender = Arc::new(sender);
+        let s = sender.clone();
+        let addr = Supervisor::start(move |_| Dispatcher {
+            sender: s,
+            store,
+            queue: BTreeSet::new(),
+            in_flight: 0,
+            per_endpoint: HashMap::new(),
+            max_in_flight,
+            max_per_endpoint,
+            metrics,
+        });
+        Self { addr, sender }
+    }
+
+    /// Queues a stored, pending delivery for its `next_attempt_at` (now when unset).
+    pub fn schedule(&self, d: &DeliveryRecord) {
+        self.addr.do_send(Schedule {
+            webhook_id: d.webhook_id,
+            affiliate_id: d.affiliate_id,
+            delivery_id: d.id.clone(),
+            due: d.next_attempt_at.unwrap_or_else(Utc::now),
+        });
+    }
+
+    /// When a new delivery's first attempt is due.
+    pub fn first_due(&self) -> DateTime<Utc> {
+        self.sender.first_due(Utc::now())
+    }
+}
+
+/// The delivery id of a job: time-ordered, and the same for the same job.
+pub fn delivery_id(job: &WebhookJob) -> String {
+    let digest = hex::encode(Sha256::digest(job.job_id.as_bytes()));
+    format!("msg_{:013}_{}", job.occurred_at_ms.max(0), &digest[..16])
+}
+
+/// Stores each job as a pending delivery (once) and queues it.
+pub struct WebhookIntake {
+    pub store: SharedStore,
+    pub dispatcher: WebhookDispatcher,
+}
+
+#[async_trait]
+impl EventHandler for WebhookIntake {
+    type Event = WebhookJob;
+
+    async fn handle(&self, job: WebhookJob, _delivery: &Delivery) -> anyhow::Result<()> {
+        let id = delivery_id(&job);
+        if self.store.get_delivery(job.webhook_id, &id).await?.is_some() {
+            return Ok(()); // a redelivered job: already stored and queued
+        }
+        let now = Utc::now();
+        let d = DeliveryRecord {
+            id,
+            webhook_id: job.webhook_id,
+            affiliate_id: job.affiliate_id,
+            event: job.event,
+            payload: job.payload_json,
+            state: DeliveryState::Pending,
+            attempts: vec![],
+            next_attempt_at: Some(self.dispatcher.first_due()),
+            created_at: now,
+            updated_at: now,
+            manual: false,
+        };
+        self.store.put_delivery(&d).await?;
+        self.dispatcher.schedule(&d);
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! The private-address guard: webhooks never reach loopback, private, link-local (cloud
+//! metadata lives at 169.254.169.254), shared, multicast or unspecified addresses unless an
+//! explicit allowlist (`webhooks.allow`, hosts or CIDRs) permits them.
+//!
+//! It runs twice: on the URL at registration (scheme, credentials, literal addresses) and on
+//! every address the host resolves to at send time (a DNS resolver for the HTTP client that
+//! drops forbidden addresses), so a name that later resolves somewhere private is refused
+//! too.
+
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Hosts and networks exempt from the guard.
+#[derive(Clone, Debug, Default)]
+pub struct Allowlist {
+    hosts: Vec<String>,
+    nets: Vec<IpNet>,
+}
+
+impl Allowlist {
+    /// Each entry is a CIDR (`10.0.0.0/8`), an address (`127.0.0.1`) or a host name.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        let mut list = Allowlist::default();
+        for e in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            if let Ok(net) = e.parse::<IpNet>() {
+                list.nets.push(net);
+            } else if let Ok(ip) = e.parse::<IpAddr>() {
+                list.nets.push(IpNet::from(ip));
+            } else if e.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+                list.hosts.push(e.to_ascii_lowercase());
+            } else {
+                return Err(format!("webhooks.allow entry `{e}` is neither a host, an address nor a CIDR"));
+            }
+        }
+        Ok(list)
+    }
+
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        self.hosts.contains(&host) || host.parse::<IpAddr>().is_ok_and(|ip| self.allows_ip(ip))
+    }
+
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether a resolved address may be connected to.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        self.allows_ip(ip) || !is_forbidden(ip)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Addresses that are not the public internet.
+pub fn is_forbidden(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || (a == 198 && (18..20).contains(&b)) // benchmarking
+        || a >= 240 // reserved
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || (first == 0x2001 && ip.segments()[1] == 0xdb8) // documentation
+        || ip.to_ipv4().is_some_and(|v4| ip.segments()[..6].iter().all(|s| *s == 0) && forbidden_v4(v4)) // IPv4-compatible
+}
+
+/// Checks a webhook URL at registration; the error is the 422 message.
+pub fn check_url(raw: &str, https_only: bool, allow: &Allowlist) -> Result<url::Url, String> {
+    if raw.len() > 2048 {
+        return Err("The url field must not be greater than 2048 characters.".into());
+    }
+    let url = url::Url::parse(raw.trim()).map_err(|_| "The url field must be a valid URL.".to_string())?;
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or("The url field must be a valid URL.")?.to_string();
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("The url field must not contain credentials.".into());
+    }
+    let allowed = allow.allows_host(&host);
+    match url.scheme() {
+        "https" => {}
+        "http" if allowed || !https_only => {}
+        "http" => return Err("The url field must use https.".into()),
+        _ => return Err("The url field must be an http(s) URL.".into()),
+    }
+    if !allowed {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let local_name = bare.eq_ignore_ascii_case("localhost") || bare.to_ascii_lowercase().ends_with(".localhost");
+        if local_name || bare.parse::<IpAddr>().is_ok_and(is_forbidden) {
+            return Err("The url field must not point to a private, loopback or link-local address.".into());
+        }
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn private_and_special_addresses_are_forbidden() {
+        for bad in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "224.0.0.1",
+            "255.255.255.255", "::1", "::", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1",
+        ] {
+            assert!(is_forbidden(ip(bad)), "{bad}");
+        }
+        for good in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(!is_forbidden(ip(good)), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_allowlist_exempts_hosts_and_networks() {
+        let allow = Allowlist::parse(&["127.0.0.1".into(), "10.0.0.0/8".into(), "hooks.internal".into()]).unwrap();
+        assert!(allow.permits(ip("127.0.0.1")) && allow.permits(ip("10.9.9.9")) && allow.permits(ip("::ffff:127.0.0.1")));
+        assert!(!allow.permits(ip("192.168.0.1")));
+        assert!(allow.allows_host("HOOKS.internal") && allow.allows_host("127.0.0.1") && !allow.allows_host("other"));
+        assert!(Allowlist::parse(&["not a host!".into()]).is_err());
+    }
+
+    #[test]
+    fn urls_are_checked_at_registration() {
+        let none = Allowlist::default();
+        assert!(check_url("https://hooks.example.com/x", true, &none).is_ok());
+        assert!(check_url("http://hooks.example.com/x", true, &none).unwrap_err().contains("https"));
+        assert!(check_url("http://hooks.example.com/x", false, &none).is_ok());
+        assert!(check_url("ftp://hooks.example.com/x", false, &none).is_err());
+        assert!(check_url("https://user:pw@hooks.example.com/", true, &none).unwrap_err().contains("credentials"));
+        for private in ["https://127.0.0.1/x", "https://localhost/x", "https://169.254.169.254/latest", "https://[::1]/", "https://10.0.0.1/", "https://[::ffff:192.168.0.1]/"] {
+            assert!(check_url(private, true, &none).unwrap_err().contains("private"), "{private}");
+        }
+        assert!(check_url("not a url", true, &none).is_err());
+        assert!(check_url(&format!("https://e.com/{}", "a".repeat(2050)), true, &none).unwrap_err().contains("2048"));
+        let local = Allowlist::parse(&["127.0.0.1".into()]).unwrap();
+        assert!(check_url("http://127.0.0.1:9000/hook", true, &local).is_ok());
+    }
+}

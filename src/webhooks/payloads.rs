@@ -1,0 +1,84 @@
+//! The seed's webhook payloads: the object of each event (`product`, `blog`, `promotion`),
+//! wrapped per webhook with `event`, `webhook_id` and `occurred_at`.
+
+use crate::store::{SharedStore, StoreResult};
+use chrono::{DateTime, SecondsFormat, Utc};
+use hissaback_topics::events::ContentChange;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::{json, Value};
+
+/// `occurred_at` with milliseconds, as the seed shows (`2024-06-07T10:21:15.482Z`).
+pub fn occurred_at(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The body sent to one webhook.
+pub fn wrap(event: &str, webhook_id: u64, occurred_at_ms: i64, key: &str, object: &Value) -> String {
+    let mut body = json!({ "event": event, "webhook_id": webhook_id, "occurred_at": occurred_at(occurred_at_ms) });
+    body[key] = object.clone();
+    body.to_string()
+}
+
+/// The webhook event a change names, the payload key and the object; `None` for changes no
+/// webhook event names or whose subject no longer exists.
+pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentChange) -> StoreResult<Option<(&'static str, &'static str, Value)>> {
+    let product_event = match change {
+        ContentChange::ProductPublished { product_id } => Some(("product.published", *product_id)),
+        ContentChange::ProductUpdated { product_id } => Some(("product.updated", *product_id)),
+        ContentChange::ProductUnpublished { product_id } => Some(("product.unpublished", *product_id)),
+        _ => None,
+    };
+    if let Some((event, id)) = product_event {
+        let Some(p) = store.get_product(id).await? else { return Ok(None) };
+        let short_type = p.model_type.rsplit('\\').next().unwrap_or(&p.model_type).to_string();
+        let object = json!({
+            "id": p.id,
+            "title": p.title,
+            "description": p.description,
+            "image_url": p.image,
+            "type": short_type,
+            "published": p.published,
+            "price": { "amount": p.price_usd.to_f64().unwrap_or_default(), "currency": "USD" },
+            "teachers": p.teachers.iter().map(|t| json!({"id": t.id, "name": t.name})).collect::<Vec<_>>(),
+        });
+        return Ok(Some((event, "product", object)));
+    }
+    match change {
+        ContentChange::BlogPublished { blog_id } | ContentChange::BlogUnpublished { blog_id, .. } => {
+            let Some(b) = store.get_blog_by_id(*blog_id).await? else { return Ok(None) };
+            let profile = store.blog_profiles(b.affiliate_id).await?.into_iter().find(|p| p.id == b.profile_id);
+            let author = store.get_affiliate(b.affiliate_id).await?.and_then(|a| a.user);
+            let mut object = json!({
+                "id": b.id,
+                "title": b.title,
+                "slug": b.slug,
+                "url": format!("{base_url}/blog/{}", b.slug),
+                "published": b.published,
+            });
+            let event = if let ContentChange::BlogUnpublished { reason, .. } = change {
+                object["unpublished_reason"] = json!(b.unpublished_reason.clone().unwrap_or_else(|| reason.clone()));
+                "blog.unpublished"
+            } else {
+                "blog.published"
+            };
+            object["updated_at"] = json!(crate::json::format_time(&b.updated_at));
+            object["profile"] = profile.map(|p| json!({"id": p.id, "name": p.name, "identifier": p.identifier})).unwrap_or(Value::Null);
+            object["author"] = author.map(|u| json!({"id": u.id, "name": u.name, "email": u.email})).unwrap_or(Value::Null);
+            Ok(Some((event, "blog", object)))
+        }
+        ContentChange::PromotionCreated { promotion_id } => {
+            let Some(p) = store.promotions().await?.into_iter().find(|p| p.id == *promotion_id) else { return Ok(None) };
+            let pct = p.percentage_off.normalize();
+            let object = json!({
+                "id": p.id,
+                "title": p.title,
+                "text": p.text,
+                "ends_at": p.ends_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                "type": p.promotion_type,
+                "details": { "percentage_off": if pct.fract().is_zero() { json!(pct.to_i64()) } else { json!(pct.to_f64()) } },
+            });
+            Ok(Some(("promotion.created", "promotion", object)))
+        }
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,238 @@
+//! One delivery attempt: the HTTP client (timeouts, no redirects, the guard as its DNS
+//! resolver), the headers, the attempt's record, and the decision about what comes next.
+
+use super::guard::Allowlist;
+use super::signature;
+use crate::configuration::WebhookSettings;
+use crate::metrics::Metrics;
+use crate::store::{DeliveryAttempt, DeliveryRecord, DeliveryState, SharedStore, WebhookRecord};
+use chrono::{DateTime, Utc};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Resolves names and keeps only the addresses the guard permits.
+struct GuardResolver {
+    allow: Allowlist,
+}
+
+impl Resolve for GuardResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let exempt = allow.allows_host(&host);
+            let permitted: Vec<SocketAddr> = all.into_iter().filter(|a| exempt || allow.permits(a.ip())).collect();
+            if permitted.is_empty() {
+                let err = std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{host} resolves only to private or special addresses"));
+                return Err(Box::new(err) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(permitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// What the dispatcher does after an attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Try again at this time.
+    RetryAt(DateTime<Utc>),
+    /// Nothing more to do (success, failure after the last attempt, or gone).
+    Done,
+}
+
+pub struct Sender {
+    client: reqwest::Client,
+    store: SharedStore,
+    allow: Allowlist,
+    schedule: Vec<Duration>,
+    jitter: f64,
+    disable_after: chrono::Duration,
+    body_limit: usize,
+    metrics: Metrics,
+}
+
+impl Sender {
+    pub fn new(settings: &WebhookSettings, store: SharedStore, metrics: Metrics) -> anyhow::Result<Self> {
+        let allow = Allowlist::parse(&settings.allow).map_err(anyhow::Error::msg)?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hissaback-webhooks/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardResolver { allow: allow.clone() }))
+            .build()?;
+        Ok(Self {
+            client,
+            store,
+            allow,
+            schedule: settings.schedule().map_err(anyhow::Error::msg)?,
+            jitter: settings.retry_jitter,
+            disable_after: chrono::Duration::hours(i64::try_from(settings.disable_after_hours).unwrap_or(i64::MAX / 3600_000)),
+            body_limit: settings.response_body_limit_bytes,
+            metrics,
+        })
+    }
+
+    /// The delay before attempt number `n` (0-based), with jitter.
+    fn delay_before(&self, n: usize) -> Option<Duration> {
+        let base = *self.schedule.get(n)?;
+        let extra = base.mul_f64(self.jitter * rand::random::<f64>());
+        Some(base + extra)
+    }
+
+    /// When the first attempt of a new delivery is due.
+    pub fn first_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.delay_before(0).unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// POSTs the delivery once and records the attempt.
+    pub async fn attempt(&self, webhook_id: u64, affiliate_id: u64, delivery_id: &str) -> anyhow::Result<Next> {
+        let Some(mut d) = self.store.get_delivery(webhook_id, delivery_id).await? else { return Ok(Next::Done) };
+        if d.state != DeliveryState::Pending {
+            return Ok(Next::Done);
+        }
+        let now = Utc::now();
+        let webhook = match self.store.get_webhook(affiliate_id, webhook_id).await? {
+            Some(w) if w.disabled_at.is_none() => w,
+            Some(w) => {
+                let why = format!("endpoint disabled: {}", w.disabled_reason.unwrap_or_default());
+                return self.give_up(&mut d, now, why).await;
+            }
+            None => return self.give_up(&mut d, now, "webhook deleted".into()).await,
+        };
+        let started = Instant::now();
+        let outcome = self.post(&webhook, &d).await;
+        let latency = started.elapsed();
+        let (status_code, error) = match &outcome {
+            Ok((code, _)) if (200..300).contains(code) => (Some(*code), None),
+            Ok((code, body)) => (Some(*code), Some(format!("HTTP {code}: {body}"))),
+            Err(e) => (None, Some(e.clone())),
+        };
+        d.attempts.push(DeliveryAttempt { at: now, status_code, latency_ms: latency.as_millis() as u64, error: error.clone() });
+        d.updated_at = Utc::now();
+        let next = if error.is_none() {
+            d.state = DeliveryState::Succeeded;
+            d.next_attempt_at = None;
+            "success"
+        } else {
+            let retry = if d.manual { None } else { self.delay_before(d.attempts.len()) };
+            match retry {
+                Some(delay) => {
+                    d.next_attempt_at = Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
+                    "retry"
+                }
+                None => {
+                    d.state = DeliveryState::Failed;
+                    d.next_attempt_at = None;
+                    "failed"
+                }
+            }
+        };
+        match &error {
+            None => self.endpoint_succeeded(webhook).await?,
+            Some(e) => self.endpoint_failed(webhook, e).await?,
+        }
+        d.manual = false;
+        self.store.put_delivery(&d).await?;
+        self.metrics.webhook_deliveries.with_label_values(&[&d.event, next]).inc();
+        self.metrics.webhook_attempt_seconds.with_label_values(&[next]).observe(latency.as_secs_f64());
+        Ok(match d.next_attempt_at {
+            Some(at) if d.state == DeliveryState::Pending => Next::RetryAt(at),
+            _ => Next::Done,
+        })
+    }
+
+    async fn give_up(&self, d: &mut DeliveryRecord, now: DateTime<Utc>, why: String) -> anyhow::Result<Next> {
+        d.attempts.push(DeliveryAttempt { at: now, status_code: None, latency_ms: 0, error: Some(why) });
+        d.state = DeliveryState::Failed;
+        d.next_attempt_at = None;
+        d.updated_at = now;
+        self.store.put_delivery(d).await?;
+        self.metrics.webhook_deliveries.with_label_values(&[&d.event, "failed"]).inc();
+        Ok(Next::Done)
+    }
+
+    /// The HTTP exchange: status and the first bytes of the answer, or why there was none.
+    async fn post(&self, webhook: &WebhookRecord, d: &DeliveryRecord) -> Result<(u16, String), String> {
+        let url = url::Url::parse(&webhook.url).map_err(|e| format!("invalid url: {e}"))?;
+        if let Some(host) = url.host_str() {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = bare.parse::<IpAddr>() {
+                if !self.allow.permits(ip) {
+                    return Err(format!("refused: {ip} is a private or special address"));
+                }
+            }
+        }
+        let ts = Utc::now().timestamp();
+        let res = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("X-Affiliate-Webhook-Key", &webhook.secret)
+            .header("webhook-id", &d.id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature(&webhook.secret, &d.id, ts, &d.payload))
+            .body(d.payload.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = res.status().as_u16();
+        let mut res = res;
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            body.extend_from_slice(&chunk[..chunk.len().min(self.body_limit.saturating_sub(body.len()))]);
+            if body.len() >= self.body_limit {
+                break;
+            }
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    async fn endpoint_succeeded(&self, mut w: WebhookRecord) -> anyhow::Result<()> {
+        if w.failing_since.is_some() {
+            w.failing_since = None;
+            w.updated_at = Utc::now();
+            self.store.put_webhook(&w).await?;
+        }
+        Ok(())
+    }
+
+    async fn endpoint_failed(&self, mut w: WebhookRecord, error: &str) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let since = *w.failing_since.get_or_insert(now);
+        if now - since >= self.disable_after {
+            w.disabled_at = Some(now);
+            w.disabled_reason = Some(format!(
+                "Deliveries failed for {} hours without a success (last error: {}).",
+                self.disable_after.num_hours(),
+                error.chars().take(200).collect::<String>()
+            ));
+            self.metrics.webhook_endpoints_disabled.inc();
+            tracing::warn!(webhook = w.id, "webhook endpoint disabled after failing too long");
+        }
+        w.updated_at = now;
+        self.store.put_webhook(&w).await?;
+        Ok(())
+    }
+}
+
+/// A short, useful reason for a transport failure.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+}
