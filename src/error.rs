@@ -26,6 +26,7 @@ pub mod messages {
     pub const BLOG_APPROVAL_REQUIRED: &str = "Blog management scopes require approval.";
     pub const AFFILIATE_USER_UNAVAILABLE: &str = "Affiliate user account is unavailable.";
     pub const BLOG_NOT_FOUND: &str = "Blog not found.";
+    pub const WEBHOOK_NOT_FOUND: &str = "Webhook not found.";
 }
 
 /// An error answer: status, stable code, message and, for validation, field errors.

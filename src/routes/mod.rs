@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod ping;
 pub mod products;
 pub mod promotions;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use actix_web::web;
@@ -15,7 +16,8 @@ use actix_web::web;
 /// Mounts every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
-        .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure))
+        .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure).configure(webhooks::affiliate))
+        .service(web::scope("/v1").configure(webhooks::partner))
         .service(web::scope("/admin/v1").configure(admin::configure))
         .route("/openapi.json", web::get().to(openapi::document));
 }

@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{admin, blogs, categories, health, ping, products, promotions};
+use crate::routes::{webhooks, admin, blogs, categories, health, ping, products, promotions};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "hissaback", description = "Affiliate API (/api/v1), partner flow (/v1) and admin API (/admin/v1)."),
     paths(
         health::healthz, health::readyz, health::metrics,
+        webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::redeliver, webhooks::rotate_secret, webhooks::enable,
         ping::test, categories::list, products::list, products::show, promotions::list,
         admin::products::create, admin::products::show, admin::products::update, admin::products::add_coupon,
         admin::promotions::create, admin::promotions::rates, admin::promotions::set_rates,
@@ -23,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         categories::CategoryView, admin::categories::CreateCategory, admin::categories::UpdateCategory, admin::categories::AdminCategoryView,
         admin::products::CreateProduct, admin::products::UpdateProduct, admin::products::CreateCoupon, admin::products::TeacherInput, admin::products::AdminProductView,
         admin::promotions::CreatePromotion, admin::promotions::SetRates,
+        webhooks::CreateWebhook,
         ping::TestResponse, ping::TestData, crate::domain::Scope, crate::domain::KeyKind,
         admin::affiliates::CreateAffiliate, admin::affiliates::UpdateAffiliate, admin::affiliates::UserInput,
         admin::affiliates::AffiliateView, admin::affiliates::UserView,

@@ -30,7 +30,18 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
     s.store.data_dir = data_dir.to_path_buf();
     s.admin.token = Some(ADMIN_TOKEN.to_string().into());
     s.auth.last_used_flush_ms = 100;
+    // Webhook tests deliver to receivers on 127.0.0.1, quickly retried.
+    s.webhooks.allow = vec!["127.0.0.1".into()];
+    s.webhooks.retry_schedule = vec!["0s".into(), "200ms".into(), "400ms".into()];
+    s.webhooks.retry_jitter = 0.0;
+    s.server.instance_id = format!("test-{}", uuid_like());
     s
+}
+
+fn uuid_like() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}-{}-{t}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 fn defaults_file() -> PathBuf {

@@ -12,3 +12,4 @@ mod categories;
 mod errors;
 mod operations;
 mod store_suite;
+mod webhook_smoke;
