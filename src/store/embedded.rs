@@ -10,7 +10,7 @@
 //! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
 //! only for the statement itself.
 
-use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, DeliveryRecord, DeliveryState, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
+use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, LinkRecord, NetworkRecord, OfferRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use hissaback_actors::ports::KeyLastUsed;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (webhook_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (pending) WHERE pending = 1;
+CREATE TABLE IF NOT EXISTS brands (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS offers (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns (id INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keyed_docs (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
 "#;
 
 /// SQLite-backed [`Store`].
@@ -102,6 +107,8 @@ enum DocTable {
     Categories,
     Products,
     Promotions,
+    Brands,
+    Offers,
 }
 
 impl DocTable {
@@ -111,6 +118,8 @@ impl DocTable {
             DocTable::Categories => "categories",
             DocTable::Products => "products",
             DocTable::Promotions => "promotions",
+            DocTable::Brands => "brands",
+            DocTable::Offers => "offers",
         }
     }
 }
@@ -478,6 +487,100 @@ impl Store for EmbeddedStore {
             })
             .await?;
         bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn put_brand(&self, brand: &BrandRecord) -> StoreResult<()> {
+        self.put_doc(DocTable::Brands, brand.id, brand).await
+    }
+
+    async fn brands(&self) -> StoreResult<Vec<BrandRecord>> {
+        self.all_docs(DocTable::Brands).await
+    }
+
+    async fn put_offer(&self, offer: &OfferRecord) -> StoreResult<()> {
+        self.put_doc(DocTable::Offers, offer.id, offer).await
+    }
+
+    async fn offers(&self) -> StoreResult<Vec<OfferRecord>> {
+        self.all_docs(DocTable::Offers).await
+    }
+
+    async fn put_network(&self, network: &NetworkRecord) -> StoreResult<()> {
+        let (id, token, body) = (network.id as i64, network.postback_token.clone(), to_json(network));
+        self.with(move |c| {
+            c.prepare_cached(
+                "INSERT INTO networks (id, token, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET token = excluded.token, body = excluded.body",
+            )?
+            .execute(params![id, token, body])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn network_by_token(&self, token: &str) -> StoreResult<Option<NetworkRecord>> {
+        let token = token.to_string();
+        let body: Option<String> = self
+            .with(move |c| c.prepare_cached("SELECT body FROM networks WHERE token = ?1")?.query_row(params![token], |r| r.get(0)).optional())
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn put_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {
+        self.put_owned("campaigns", campaign.id, campaign.affiliate_id, campaign).await
+    }
+
+    async fn get_campaign(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<CampaignRecord>> {
+        let body: Option<String> = self
+            .with(move |c| {
+                c.prepare_cached("SELECT body FROM campaigns WHERE id = ?1 AND affiliate_id = ?2")?
+                    .query_row(params![id as i64, affiliate_id as i64], |r| r.get(0))
+                    .optional()
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn put_link(&self, link: &LinkRecord) -> StoreResult<()> {
+        self.put_keyed("link", &link.code, link).await
+    }
+
+    async fn get_link(&self, code: &str) -> StoreResult<Option<LinkRecord>> {
+        self.get_keyed("link", code).await
+    }
+
+    async fn put_click(&self, click: &ClickRecord) -> StoreResult<()> {
+        self.put_keyed("click", &click.click_id, click).await
+    }
+
+    async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>> {
+        self.get_keyed("click", click_id).await
+    }
+}
+
+impl EmbeddedStore {
+    /// Upserts a document keyed by a string (links by code, clicks by click id).
+    async fn put_keyed<T: serde::Serialize>(&self, kind: &'static str, key: &str, doc: &T) -> StoreResult<()> {
+        let (key, body) = (key.to_string(), to_json(doc));
+        self.with(move |c| {
+            c.prepare_cached(
+                "INSERT INTO keyed_docs (kind, key, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
+            )?
+            .execute(params![kind, key, body])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_keyed<T: DeserializeOwned>(&self, kind: &'static str, key: &str) -> StoreResult<Option<T>> {
+        let key = key.to_string();
+        let body: Option<String> = self
+            .with(move |c| {
+                c.prepare_cached("SELECT body FROM keyed_docs WHERE kind = ?1 AND key = ?2")?.query_row(params![kind, key], |r| r.get(0)).optional()
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
     }
 }
 

@@ -50,6 +50,10 @@ pub enum Sequence {
     BlogProfile,
     Blog,
     Webhook,
+    Brand,
+    Offer,
+    Network,
+    Campaign,
 }
 
 impl Sequence {
@@ -64,6 +68,10 @@ impl Sequence {
             Sequence::BlogProfile => "blog_profiles",
             Sequence::Blog => "blogs",
             Sequence::Webhook => "webhooks",
+            Sequence::Brand => "brands",
+            Sequence::Offer => "offers",
+            Sequence::Network => "networks",
+            Sequence::Campaign => "campaigns",
         }
     }
 }
@@ -289,6 +297,81 @@ pub struct DeliveryRecord {
     pub manual: bool,
 }
 
+/// A brand whose offers partners promote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrandRecord {
+    pub id: u64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An offer of the catalogue: what a conversion pays and where clicks go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferRecord {
+    pub id: u64,
+    pub brand_id: u64,
+    pub name: String,
+    pub category: String,
+    /// Percent of the sale the network pays.
+    pub base_commission: Decimal,
+    /// Share of the payout passed to end users by default, percent.
+    pub default_share_pct: Decimal,
+    /// The network's tracking URL, with a `{click_id}` macro.
+    pub tracking_url: String,
+    pub currency: String,
+    /// The offer's id in the network feed it was synced from, if any.
+    pub external_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An affiliate network that sends postbacks, authenticated by its token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: u64,
+    pub name: String,
+    pub postback_token: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A partner's campaign on an offer: how its conversions are split with end users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub id: u64,
+    pub affiliate_id: u64,
+    pub offer_id: u64,
+    pub tenant_id: String,
+    pub share_pct: Option<Decimal>,
+    pub flat_reward: Option<Decimal>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A smart link: an unguessable code naming a campaign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    pub code: String,
+    pub affiliate_id: u64,
+    pub campaign_id: u64,
+    pub offer_id: u64,
+    pub tenant_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A click on a smart link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickRecord {
+    pub click_id: String,
+    pub code: String,
+    pub affiliate_id: u64,
+    pub campaign_id: u64,
+    pub offer_id: u64,
+    pub tenant_id: String,
+    pub user_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// Everything the service keeps. One implementation per backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -367,6 +450,24 @@ pub trait Store: Send + Sync + 'static {
     async fn deliveries_of(&self, webhook_id: u64, limit: usize) -> StoreResult<Vec<DeliveryRecord>>;
     /// Every pending delivery (read at start to rebuild the dispatcher's queue).
     async fn pending_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>>;
+
+    async fn put_brand(&self, brand: &BrandRecord) -> StoreResult<()>;
+    /// Every brand (a small set, one partition in CQL).
+    async fn brands(&self) -> StoreResult<Vec<BrandRecord>>;
+    async fn put_offer(&self, offer: &OfferRecord) -> StoreResult<()>;
+    /// Every offer (the offer catalogue is read whole and cached).
+    async fn offers(&self) -> StoreResult<Vec<OfferRecord>>;
+    /// Insert or replace a network (with its token lookup).
+    async fn put_network(&self, network: &NetworkRecord) -> StoreResult<()>;
+    async fn network_by_token(&self, token: &str) -> StoreResult<Option<NetworkRecord>>;
+
+    async fn put_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()>;
+    /// One of the affiliate's campaigns; another affiliate's is `None`.
+    async fn get_campaign(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<CampaignRecord>>;
+    async fn put_link(&self, link: &LinkRecord) -> StoreResult<()>;
+    async fn get_link(&self, code: &str) -> StoreResult<Option<LinkRecord>>;
+    async fn put_click(&self, click: &ClickRecord) -> StoreResult<()>;
+    async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>>;
 }
 
 /// The store behind an `Arc`, as the rest of the service holds it.

@@ -13,7 +13,7 @@
 //! Scylla-only table options.
 
 use super::{
-    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, CategoryRecord, DeliveryRecord, DeliveryState, ProductRecord,
+    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, LinkRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
     PromotionRecord, Sequence, Store, StoreError, StoreResult, WebhookRecord,
 };
 use crate::configuration::ScyllaSettings;
@@ -50,6 +50,12 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.webhooks_by_event (event text, id bigint, body text, PRIMARY KEY (event, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.deliveries (webhook_id bigint, id text, body text, PRIMARY KEY (webhook_id, id)) WITH CLUSTERING ORDER BY (id DESC)",
     "CREATE TABLE IF NOT EXISTS {ks}.pending_deliveries (shard int, webhook_id bigint, id text, PRIMARY KEY (shard, webhook_id, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.brands (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.offers (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.networks_by_token (postback_token text PRIMARY KEY, body text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.campaigns (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.links (code text PRIMARY KEY, body text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.clicks (click_id text PRIMARY KEY, body text) WITH default_time_to_live = 7776000",
 ];
 
 /// Pending deliveries are indexed over this many partitions (`webhook_id % PENDING_SHARDS`).
@@ -156,6 +162,18 @@ struct Statements {
     pending_put: PreparedStatement,
     pending_delete: PreparedStatement,
     pending_shard: PreparedStatement,
+    brand_put: PreparedStatement,
+    brand_all: PreparedStatement,
+    offer_put: PreparedStatement,
+    offer_all: PreparedStatement,
+    network_put: PreparedStatement,
+    network_get: PreparedStatement,
+    campaign_put: PreparedStatement,
+    campaign_get: PreparedStatement,
+    link_put: PreparedStatement,
+    link_get: PreparedStatement,
+    click_put: PreparedStatement,
+    click_get: PreparedStatement,
 }
 
 /// A block of ids reserved with one lightweight transaction: `next..end`.
@@ -232,6 +250,18 @@ impl ScyllaStore {
             pending_put: prepare("INSERT INTO {ks}.pending_deliveries (shard, webhook_id, id) VALUES (?, ?, ?)").await?,
             pending_delete: prepare("DELETE FROM {ks}.pending_deliveries WHERE shard = ? AND webhook_id = ? AND id = ?").await?,
             pending_shard: prepare("SELECT webhook_id, id FROM {ks}.pending_deliveries WHERE shard = ?").await?,
+            brand_put: prepare("INSERT INTO {ks}.brands (bucket, id, body) VALUES (?, ?, ?)").await?,
+            brand_all: prepare("SELECT body FROM {ks}.brands WHERE bucket = ?").await?,
+            offer_put: prepare("INSERT INTO {ks}.offers (bucket, id, body) VALUES (?, ?, ?)").await?,
+            offer_all: prepare("SELECT body FROM {ks}.offers WHERE bucket = ?").await?,
+            network_put: prepare("INSERT INTO {ks}.networks_by_token (postback_token, body) VALUES (?, ?)").await?,
+            network_get: prepare("SELECT body FROM {ks}.networks_by_token WHERE postback_token = ?").await?,
+            campaign_put: prepare("INSERT INTO {ks}.campaigns (affiliate_id, id, body) VALUES (?, ?, ?)").await?,
+            campaign_get: prepare("SELECT body FROM {ks}.campaigns WHERE affiliate_id = ? AND id = ?").await?,
+            link_put: prepare("INSERT INTO {ks}.links (code, body) VALUES (?, ?)").await?,
+            link_get: prepare("SELECT body FROM {ks}.links WHERE code = ?").await?,
+            click_put: prepare("INSERT INTO {ks}.clicks (click_id, body) VALUES (?, ?)").await?,
+            click_get: prepare("SELECT body FROM {ks}.clicks WHERE click_id = ?").await?,
         };
         Ok(Self {
             session,
@@ -577,5 +607,59 @@ impl Store for ScyllaStore {
             }
         }
         Ok(out)
+    }
+
+    async fn put_brand(&self, brand: &BrandRecord) -> StoreResult<()> {
+        self.write(&self.st.brand_put, (CATEGORY_BUCKET, id(brand.id), to_json(brand))).await
+    }
+
+    async fn brands(&self) -> StoreResult<Vec<BrandRecord>> {
+        self.docs(&self.st.brand_all, (CATEGORY_BUCKET,)).await
+    }
+
+    async fn put_offer(&self, offer: &OfferRecord) -> StoreResult<()> {
+        let oid = id(offer.id);
+        self.write(&self.st.offer_put, (bucket_of(oid), oid, to_json(offer))).await
+    }
+
+    async fn offers(&self) -> StoreResult<Vec<OfferRecord>> {
+        let mut all = Vec::new();
+        for bucket in 0..PRODUCT_BUCKETS {
+            all.extend(self.docs::<OfferRecord>(&self.st.offer_all, (bucket,)).await?);
+        }
+        all.sort_by_key(|o| o.id);
+        Ok(all)
+    }
+
+    async fn put_network(&self, network: &NetworkRecord) -> StoreResult<()> {
+        self.write(&self.st.network_put, (network.postback_token.as_str(), to_json(network))).await
+    }
+
+    async fn network_by_token(&self, token: &str) -> StoreResult<Option<NetworkRecord>> {
+        self.doc(&self.st.network_get, (token,)).await
+    }
+
+    async fn put_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {
+        self.write(&self.st.campaign_put, (id(campaign.affiliate_id), id(campaign.id), to_json(campaign))).await
+    }
+
+    async fn get_campaign(&self, affiliate_id: u64, campaign_id: u64) -> StoreResult<Option<CampaignRecord>> {
+        self.doc(&self.st.campaign_get, (id(affiliate_id), id(campaign_id))).await
+    }
+
+    async fn put_link(&self, link: &LinkRecord) -> StoreResult<()> {
+        self.write(&self.st.link_put, (link.code.as_str(), to_json(link))).await
+    }
+
+    async fn get_link(&self, code: &str) -> StoreResult<Option<LinkRecord>> {
+        self.doc(&self.st.link_get, (code,)).await
+    }
+
+    async fn put_click(&self, click: &ClickRecord) -> StoreResult<()> {
+        self.write(&self.st.click_put, (click.click_id.as_str(), to_json(click))).await
+    }
+
+    async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>> {
+        self.doc(&self.st.click_get, (click_id,)).await
     }
 }

@@ -334,6 +334,67 @@ pub async fn deliveries_are_listed_newest_first_and_pending_ones_indexed(store: 
     assert!(store.get_delivery(webhook_id, "msg_nope").await.unwrap().is_none());
 }
 
+pub async fn partner_records_round_trip(store: SharedStore) {
+    use hissaback::store::{BrandRecord, CampaignRecord, ClickRecord, LinkRecord, NetworkRecord, OfferRecord};
+    use rust_decimal::Decimal;
+    let now = Utc::now();
+    let brand = BrandRecord { id: store.next_id(Sequence::Brand).await.unwrap(), name: "B".into(), created_at: now };
+    store.put_brand(&brand).await.unwrap();
+    assert!(store.brands().await.unwrap().contains(&brand));
+    let offer = OfferRecord {
+        id: store.next_id(Sequence::Offer).await.unwrap(),
+        brand_id: brand.id,
+        name: "O".into(),
+        category: "finance".into(),
+        base_commission: Decimal::new(125, 1),
+        default_share_pct: Decimal::new(50, 0),
+        tracking_url: "https://net.example/c?click={click_id}".into(),
+        currency: "USD".into(),
+        external_id: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_offer(&offer).await.unwrap();
+    assert!(store.offers().await.unwrap().contains(&offer));
+    let token = format!("tok-{}", offer.id);
+    let network = NetworkRecord { id: store.next_id(Sequence::Network).await.unwrap(), name: "N".into(), postback_token: token.clone(), created_at: now };
+    store.put_network(&network).await.unwrap();
+    assert_eq!(store.network_by_token(&token).await.unwrap(), Some(network));
+    assert_eq!(store.network_by_token("nope").await.unwrap(), None);
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let campaign = CampaignRecord {
+        id: store.next_id(Sequence::Campaign).await.unwrap(),
+        affiliate_id: a,
+        offer_id: offer.id,
+        tenant_id: "t".into(),
+        share_pct: Some(Decimal::new(40, 0)),
+        flat_reward: None,
+        created_at: now,
+    };
+    store.put_campaign(&campaign).await.unwrap();
+    assert_eq!(store.get_campaign(a, campaign.id).await.unwrap(), Some(campaign.clone()));
+    assert_eq!(store.get_campaign(a + 1, campaign.id).await.unwrap(), None, "another affiliate's campaign is not found");
+    let code = format!("code{}", campaign.id);
+    let link = LinkRecord { code: code.clone(), affiliate_id: a, campaign_id: campaign.id, offer_id: offer.id, tenant_id: "t".into(), created_at: now };
+    store.put_link(&link).await.unwrap();
+    assert_eq!(store.get_link(&code).await.unwrap(), Some(link));
+    let click = ClickRecord {
+        click_id: format!("clk{}", campaign.id),
+        code,
+        affiliate_id: a,
+        campaign_id: campaign.id,
+        offer_id: offer.id,
+        tenant_id: "t".into(),
+        user_id: Some("u-1".into()),
+        ip: Some("203.0.113.9".into()),
+        user_agent: Some("ua".into()),
+        at: now,
+    };
+    store.put_click(&click).await.unwrap();
+    assert_eq!(store.get_click(&click.click_id).await.unwrap(), Some(click));
+    assert!(store.get_link("missing").await.unwrap().is_none());
+}
+
 pub async fn settings_round_trip(store: SharedStore) {
     assert!(store.get_setting("suite.x").await.unwrap().is_none());
     store.put_setting("suite.x", "1").await.unwrap();
@@ -362,6 +423,7 @@ macro_rules! store_suite {
                 blogs_and_profiles_are_kept_per_affiliate,
                 webhooks_are_kept_per_affiliate_and_indexed_by_event,
                 deliveries_are_listed_newest_first_and_pending_ones_indexed,
+                partner_records_round_trip,
             );
         }
     };
