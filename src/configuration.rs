@@ -45,6 +45,16 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub catalogue: CatalogueSettings,
     pub webhooks: WebhookSettings,
+    pub partner: PartnerSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSettings {
+    /// Longest the in-memory offer catalogue goes without a reload.
+    pub offers_refresh_seconds: u64,
+    /// How long publishable keys' offer listings are cached.
+    pub public_cache_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -16,6 +16,7 @@
 //! - [`store`]: the storage trait and its backends; [`events`]: the event bus backend.
 //! - [`metrics`]: Prometheus metrics and the request middleware.
 //! - [`webhooks`]: webhook events, payloads, the private-address guard and the dispatcher.
+//! - [`partner`]: the partner flow's offer catalogue and tracking-URL macros.
 //! - [`demo`]: the demo data set.
 
 pub mod accounts;
@@ -31,6 +32,7 @@ pub mod events;
 pub mod extract;
 pub mod json;
 pub mod metrics;
+pub mod partner;
 pub mod routes;
 pub mod startup;
 pub mod state;

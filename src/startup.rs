@@ -15,6 +15,7 @@ use anyhow::Context;
 use crate::catalogue::actor::CatalogueFollower;
 use crate::catalogue::geoip::GeoIp;
 use crate::catalogue::Catalogue;
+use crate::partner::offers::OfferCatalogue;
 use crate::webhooks::dispatcher::WebhookIntake;
 use crate::webhooks::fanout::WebhookFanOut;
 use crate::webhooks::guard::Allowlist;
@@ -56,6 +57,15 @@ impl Application {
             metrics.consumers.clone(),
         )
         .start_supervised();
+        let offers = Arc::new(
+            OfferCatalogue::start(
+                &store,
+                Duration::from_secs(settings.partner.offers_refresh_seconds),
+                Duration::from_secs(settings.partner.public_cache_seconds),
+            )
+            .await
+            .context("loading the offer catalogue")?,
+        );
         let webhook_allow = Allowlist::parse(&settings.webhooks.allow).map_err(anyhow::Error::msg)?;
         let dispatcher = WebhookDispatcher::start(
             Sender::new(&settings.webhooks, store.clone(), metrics.clone())?,
@@ -113,6 +123,7 @@ impl Application {
             geoip,
             dispatcher,
             webhook_allow,
+            offers,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

@@ -26,4 +26,6 @@ pub struct AppState {
     pub dispatcher: crate::webhooks::WebhookDispatcher,
     /// Hosts and networks exempt from the webhook private-address guard.
     pub webhook_allow: crate::webhooks::guard::Allowlist,
+    /// The partner flow's offer catalogue.
+    pub offers: Arc<crate::partner::offers::OfferCatalogue>,
 }

@@ -3,8 +3,10 @@
 pub mod admin;
 pub mod blogs;
 pub mod categories;
+pub mod clicks;
 pub mod health;
 pub mod openapi;
+pub mod partner;
 pub mod ping;
 pub mod products;
 pub mod promotions;
@@ -17,7 +19,8 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
         .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure).configure(webhooks::affiliate))
-        .service(web::scope("/v1").configure(webhooks::partner))
+        .service(web::scope("/v1").configure(webhooks::partner).configure(partner::configure))
+        .configure(clicks::configure)
         .service(web::scope("/admin/v1").configure(admin::configure))
         .route("/openapi.json", web::get().to(openapi::document));
 }

@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{webhooks, admin, blogs, categories, health, ping, products, promotions};
+use crate::routes::{clicks, partner, webhooks, admin, blogs, categories, health, ping, products, promotions};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -11,6 +11,8 @@ use utoipa::{Modify, OpenApi};
     paths(
         health::healthz, health::readyz, health::metrics,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::redeliver, webhooks::rotate_secret, webhooks::enable,
+        partner::offers, partner::create_campaign, partner::create_link, clicks::redirect,
+        admin::partners::create_brand, admin::partners::create_offer, admin::partners::create_network,
         ping::test, categories::list, products::list, products::show, promotions::list,
         admin::products::create, admin::products::show, admin::products::update, admin::products::add_coupon,
         admin::promotions::create, admin::promotions::rates, admin::promotions::set_rates,
@@ -24,7 +26,7 @@ use utoipa::{Modify, OpenApi};
         categories::CategoryView, admin::categories::CreateCategory, admin::categories::UpdateCategory, admin::categories::AdminCategoryView,
         admin::products::CreateProduct, admin::products::UpdateProduct, admin::products::CreateCoupon, admin::products::TeacherInput, admin::products::AdminProductView,
         admin::promotions::CreatePromotion, admin::promotions::SetRates,
-        webhooks::CreateWebhook,
+        webhooks::CreateWebhook, partner::CreateCampaign, partner::CreateLink, admin::partners::CreateNamed, admin::partners::CreateOffer,
         ping::TestResponse, ping::TestData, crate::domain::Scope, crate::domain::KeyKind,
         admin::affiliates::CreateAffiliate, admin::affiliates::UpdateAffiliate, admin::affiliates::UserInput,
         admin::affiliates::AffiliateView, admin::affiliates::UserView,

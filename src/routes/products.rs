@@ -90,7 +90,7 @@ pub fn resolve_currency(state: &AppState, q: &QueryParams) -> Result<CurrencyCod
     Ok(from_ip.unwrap_or(requested))
 }
 
-fn number(d: Decimal) -> Value {
+pub fn number(d: Decimal) -> Value {
     // Whole numbers print without a fraction (15, not 15.0), as the seed shows percentages.
     let n = d.normalize();
     if n.fract().is_zero() {

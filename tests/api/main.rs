@@ -13,3 +13,5 @@ mod errors;
 mod operations;
 mod store_suite;
 mod webhook_smoke;
+mod webhooks;
+mod partner;

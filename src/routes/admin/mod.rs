@@ -4,11 +4,12 @@ pub mod affiliates;
 pub mod blogs;
 pub mod categories;
 pub mod keys;
+pub mod partners;
 pub mod products;
 pub mod promotions;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure);
+    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure).configure(partners::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure);
 }

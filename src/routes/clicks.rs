@@ -1,0 +1,54 @@
+//! `GET /r/{code}`: records a click (click id, campaign, partner, offer, tenant, end user from
+//! `uid` or `sub1`, IP, user agent, time; one write) and redirects (302) to the offer's
+//! tracking URL with its macros filled. Unknown codes answer 404.
+
+use crate::error::ApiError;
+use crate::partner::tracking::{fill, Macros};
+use crate::routes::products::QueryParams;
+use crate::state::AppState;
+use crate::store::ClickRecord;
+use actix_web::http::header::{LOCATION, USER_AGENT};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/r/{code}", web::get().to(redirect));
+}
+
+/// Redirects a smart link to the network, recording the click.
+#[utoipa::path(get, path = "/r/{code}", tag = "partner",
+    params(("code" = String, Path, description = "link code"), ("uid" = Option<String>, Query, description = "end user id (or sub1)")),
+    responses((status = 302, description = "to the tracking URL"), (status = 404, description = "Link not found.")))]
+pub async fn redirect(state: web::Data<AppState>, req: HttpRequest, code: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    use rand::distr::{Alphanumeric, SampleString};
+    let not_found = || ApiError::not_found("Link not found.");
+    if code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(not_found());
+    }
+    let link = state.store.get_link(&code).await?.ok_or_else(not_found)?;
+    let snapshot = state.offers.snapshot(&state.store).await.map_err(ApiError::unavailable)?;
+    let offer = snapshot.get(link.offer_id).ok_or_else(not_found)?;
+    let q = QueryParams::parse(req.query_string());
+    let user_id = q.one("uid").or_else(|| q.one("sub1")).map(|u| u.chars().take(128).collect::<String>());
+    let click = ClickRecord {
+        click_id: format!("c{}", Alphanumeric.sample_string(&mut rand::rng(), 23)),
+        code: link.code.clone(),
+        affiliate_id: link.affiliate_id,
+        campaign_id: link.campaign_id,
+        offer_id: link.offer_id,
+        tenant_id: link.tenant_id.clone(),
+        user_id,
+        ip: req.connection_info().realip_remote_addr().map(String::from),
+        user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()),
+        at: Utc::now(),
+    };
+    state.store.put_click(&click).await?;
+    let macros = Macros {
+        click_id: Some(&click.click_id),
+        pid: Some(click.affiliate_id),
+        offer_id: Some(click.offer_id),
+        tenant_id: Some(&click.tenant_id),
+        user_id: click.user_id.as_deref(),
+    };
+    Ok(HttpResponse::Found().insert_header((LOCATION, fill(&offer.offer.tracking_url, &macros, false))).finish())
+}

@@ -1,0 +1,157 @@
+//! The partner flow's front half: admin brands, offers and networks; `GET /v1/offers` with
+//! filters, key restrictions and the public-key cache; campaigns; smart links; click
+//! redirects; tenant isolation.
+
+use crate::helpers::{spawn_app, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn tag() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("t{}{}", t % 1_000_000_000, N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> crate::helpers::Answer {
+    crate::helpers::Answer::read(app.client.post(app.url(path)).bearer_auth(key).json(&body).send().await.unwrap()).await
+}
+
+/// A brand with two offers (12.5% and 30% base commission) named with `t`.
+async fn catalogue(app: &TestApp, t: &str) -> (u64, u64, u64) {
+    let b = app.admin(Method::POST, "/brands", Some(json!({"name": format!("Brand {t}")}))).await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    let brand = b.body["data"]["brand"]["id"].as_u64().unwrap();
+    let mut ids = vec![];
+    for (name, commission, category) in [("Card", 12.5, "finance"), ("Loan", 30.0, "Lending")] {
+        let o = app
+            .admin(Method::POST, "/offers", Some(json!({
+                "brand_id": brand, "name": format!("{name} {t}"), "category": category, "base_commission": commission,
+                "default_share_pct": 50, "tracking_url": "https://net.example/c?click={click_id}&aff={pid}&o={offer_id}&u={user_id}&t={tenant_id}",
+            })))
+            .await;
+        assert_eq!(o.status, 201, "{}", o.text);
+        ids.push(o.body["data"]["offer"]["id"].as_u64().unwrap());
+    }
+    (brand, ids[0], ids[1])
+}
+
+#[actix_web::test]
+async fn offers_are_listed_filtered_and_restricted_to_the_key() {
+    let app = spawn_app().await;
+    let t = tag();
+    let (brand, card, loan) = catalogue(&app, &t).await;
+    let p = app.partner(None).await;
+    let r = app.get_with_key(&format!("/v1/offers?q={t}"), &p.key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let offers = r.body["data"]["offers"].as_array().unwrap();
+    assert_eq!(offers.len(), 2);
+    assert_eq!(
+        offers[0],
+        json!({"id": card, "name": format!("Card {t}"), "brand_id": brand, "brand_name": format!("Brand {t}"), "category": "finance",
+               "base_commission": 12.5, "default_share_pct": 50, "currency": "USD"})
+    );
+    assert_eq!(r.body["data"]["pagination"]["total"], 2);
+    let ids = |r: &crate::helpers::Answer| r.body["data"]["offers"].as_array().unwrap().iter().map(|o| o["id"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ids(&app.get_with_key(&format!("/v1/offers?q={t}&min_commission=20"), &p.key).await), vec![loan]);
+    assert_eq!(ids(&app.get_with_key(&format!("/v1/offers?q={t}&category=lending"), &p.key).await), vec![loan]);
+    assert_eq!(ids(&app.get_with_key(&format!("/v1/offers?q=card+{t}"), &p.key).await), vec![card]);
+    assert_eq!(ids(&app.get_with_key(&format!("/v1/offers?brand_id={brand}"), &p.key).await), vec![card, loan]);
+    let bad = app.get_with_key("/v1/offers?brand_id=x&per_page=500&min_commission=-1", &p.key).await;
+    assert_eq!(bad.status, 422);
+    for f in ["brand_id", "per_page", "min_commission"] {
+        assert!(bad.body["errors"][f].is_array(), "{f}: {}", bad.text);
+    }
+    // A key restricted to one offer sees only that one.
+    let k = app.create_key(p.affiliate_id, json!({"allowed_offer_ids": [loan]})).await;
+    let restricted = k.body["data"]["key"]["key"].as_str().unwrap().to_string();
+    assert_eq!(ids(&app.get_with_key(&format!("/v1/offers?q={t}"), &restricted).await), vec![loan]);
+    let none = app.partner(Some(&["products.list"])).await;
+    app.get_with_key("/v1/offers", &none.key).await.assert_error(403, "Insufficient scope.", "insufficient_scope");
+}
+
+#[actix_web::test]
+async fn publishable_keys_get_a_cached_public_answer() {
+    let app = spawn_app().await;
+    let t = tag();
+    catalogue(&app, &t).await;
+    let p = app.partner(None).await;
+    let k = app.create_key(p.affiliate_id, json!({"kind": "publishable"})).await;
+    let public = k.body["data"]["key"]["key"].as_str().unwrap().to_string();
+    let path = format!("/v1/offers?q={t}");
+    let first = app.client.get(app.url(&path)).bearer_auth(&public).send().await.unwrap();
+    assert_eq!(first.headers()["cache-control"], "public, max-age=300");
+    let first: Value = first.json().await.unwrap();
+    // A new offer does not show to the public key within the cache's lifetime...
+    let brand = first["data"]["offers"][0]["brand_id"].as_u64().unwrap();
+    app.admin(Method::POST, "/offers", Some(json!({"brand_id": brand, "name": format!("Late {t}"), "category": "x", "base_commission": 5, "default_share_pct": 5, "tracking_url": "https://n.example/?c={click_id}"}))).await;
+    let again: Value = app.client.get(app.url(&path)).bearer_auth(&public).send().await.unwrap().json().await.unwrap();
+    assert_eq!(again, first);
+    // ...but does at once to a secret key, which is never cached.
+    let secret = app.get_with_key(&path, &p.key).await;
+    assert_eq!(secret.body["data"]["offers"].as_array().unwrap().len(), 3);
+    assert!(secret.headers.get("cache-control").is_none());
+}
+
+#[actix_web::test]
+async fn campaigns_links_and_clicks() {
+    let app = spawn_app().await;
+    let t = tag();
+    let (_, card, loan) = catalogue(&app, &t).await;
+    let a = app.partner(None).await;
+    let c = post(&app, &a.key, "/v1/campaigns", json!({"offer_id": card, "share_pct": 40, "tenant_id": "site-a"})).await;
+    assert_eq!(c.status, 201, "{}", c.text);
+    let campaign = c.body["data"]["campaign"].clone();
+    assert_eq!(campaign["offer_id"], json!(card));
+    assert_eq!(campaign["share_pct"], json!(40));
+    assert_eq!(campaign["flat_reward"], Value::Null);
+    assert_eq!(campaign["tenant_id"], "site-a");
+    let campaign_id = campaign["campaign_id"].as_u64().unwrap();
+    let flat = post(&app, &a.key, "/v1/campaigns", json!({"offer_id": loan, "flat_reward": 2.5, "tenant_id": "site-a"})).await;
+    assert_eq!((flat.status, flat.body["data"]["campaign"]["flat_reward"].clone()), (201, json!(2.5)));
+
+    for (body, field) in [
+        (json!({"offer_id": card, "tenant_id": "x"}), "share_pct"),
+        (json!({"offer_id": card, "share_pct": 10, "flat_reward": 1, "tenant_id": "x"}), "share_pct"),
+        (json!({"offer_id": card, "share_pct": 0, "tenant_id": "x"}), "share_pct"),
+        (json!({"offer_id": card, "share_pct": 101, "tenant_id": "x"}), "share_pct"),
+        (json!({"offer_id": card, "flat_reward": -1, "tenant_id": "x"}), "flat_reward"),
+        (json!({"offer_id": 987654321, "share_pct": 10, "tenant_id": "x"}), "offer_id"),
+        (json!({"share_pct": 10, "tenant_id": "x"}), "offer_id"),
+        (json!({"offer_id": card, "share_pct": 10}), "tenant_id"),
+    ] {
+        let r = post(&app, &a.key, "/v1/campaigns", body.clone()).await;
+        assert_eq!(r.status, 422, "{body}: {}", r.text);
+        assert!(r.body["errors"][field].is_array(), "{body} should name {field}: {}", r.text);
+    }
+    // An offer outside the key's allowed set is a 422 on offer_id.
+    let k = app.create_key(a.affiliate_id, json!({"allowed_offer_ids": [loan]})).await;
+    let restricted = k.body["data"]["key"]["key"].as_str().unwrap().to_string();
+    let r = post(&app, &restricted, "/v1/campaigns", json!({"offer_id": card, "share_pct": 10, "tenant_id": "x"})).await;
+    assert!(r.status == 422 && r.body["errors"]["offer_id"].is_array(), "{}", r.text);
+
+    let l = post(&app, &a.key, "/v1/links", json!({"campaign_id": campaign_id})).await;
+    assert_eq!(l.status, 201, "{}", l.text);
+    let link = l.body["data"]["link"].clone();
+    let code = link["code"].as_str().unwrap().to_string();
+    assert!(code.len() >= 12 && code.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(link["url"], json!(format!("{}/r/{code}", app.address)));
+    assert_eq!((link["campaign_id"].clone(), link["pid"].clone(), link["offer_id"].clone()), (json!(campaign_id), json!(a.affiliate_id), json!(card)));
+    assert_eq!(link["raw_url"], json!(format!("https://net.example/c?click={{click_id}}&aff={}&o={card}&u=&t=site-a", a.affiliate_id)));
+
+    let click = app.client.get(app.url(&format!("/r/{code}?uid=user%2042"))).send().await.unwrap();
+    assert_eq!(click.status(), 302);
+    let location = click.headers()["location"].to_str().unwrap().to_string();
+    let click_id = location.split("click=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    assert!(click_id.len() >= 20, "{location}");
+    assert_eq!(location, format!("https://net.example/c?click={click_id}&aff={}&o={card}&u=user+42&t=site-a", a.affiliate_id));
+    let stored = app.state.store.get_click(&click_id).await.unwrap().unwrap();
+    assert_eq!((stored.campaign_id, stored.user_id.as_deref(), stored.tenant_id.as_str()), (campaign_id, Some("user 42"), "site-a"));
+    let second = app.client.get(app.url(&format!("/r/{code}?sub1=u2"))).send().await.unwrap();
+    assert_ne!(second.headers()["location"].to_str().unwrap(), location, "every click has its own id");
+    let unknown = crate::helpers::Answer::read(app.client.get(app.url("/r/NoSuchCode123")).send().await.unwrap()).await;
+    unknown.assert_error(404, "Link not found.", "not_found");
+
+    // Partner B can neither use nor see partner A's campaign.
+    let b = app.partner(None).await;
+    post(&app, &b.key, "/v1/links", json!({"campaign_id": campaign_id})).await.assert_error(404, "Campaign not found.", "not_found");
+}
