@@ -24,6 +24,17 @@ pub enum Command {
     Demo,
     /// Create what the configured backends need (schema, tables, topics), then exit.
     Migrate,
+    /// Ledger tools.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LedgerCommand {
+    /// Check the ledger's invariants; exits 1 when any is broken.
+    Check,
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -35,6 +46,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Serve => serve(settings).await,
             Command::Demo => demo::run(settings).await,
             Command::Migrate => migrate(settings).await,
+            Command::Ledger { command: LedgerCommand::Check } => ledger_check(settings).await,
         }
     })
 }
@@ -62,4 +74,19 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         println!("kafka topics ready on {} (prefix `{}`)", settings.events.kafka.brokers, settings.events.kafka.topic_prefix);
     }
     Ok(())
+}
+
+async fn ledger_check(settings: Settings) -> anyhow::Result<()> {
+    let store = store::open(&settings).await?;
+    let (checked, problems) = crate::partner::ledger::check(&store).await?;
+    if problems.is_empty() {
+        println!("ledger check: {checked} conversions, every invariant holds");
+        Ok(())
+    } else {
+        for p in &problems {
+            println!("ledger check: {p}");
+        }
+        println!("ledger check: {checked} conversions, {} problems", problems.len());
+        std::process::exit(1);
+    }
 }

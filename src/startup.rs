@@ -15,6 +15,7 @@ use anyhow::Context;
 use crate::catalogue::actor::CatalogueFollower;
 use crate::catalogue::geoip::GeoIp;
 use crate::catalogue::Catalogue;
+use crate::partner::ledger::{LedgerWriter, PostbackProcessor};
 use crate::partner::offers::OfferCatalogue;
 use crate::webhooks::dispatcher::WebhookIntake;
 use crate::webhooks::fanout::WebhookFanOut;
@@ -82,6 +83,22 @@ impl Application {
             metrics.consumers.clone(),
         )
         .start_supervised();
+        let postback_processor = ConsumerActor::new(
+            "postback-processor",
+            bus.clone(),
+            "postback-processor",
+            Arc::new(PostbackProcessor { store: store.clone(), bus: bus.clone() }),
+            metrics.consumers.clone(),
+        )
+        .start_supervised();
+        let ledger_writer = ConsumerActor::new(
+            "ledger",
+            bus.clone(),
+            "ledger",
+            Arc::new(LedgerWriter { store: store.clone(), bus: bus.clone() }),
+            metrics.consumers.clone(),
+        )
+        .start_supervised();
         let geoip = match &settings.catalogue.geoip_db {
             Some(path) => Some(Arc::new(GeoIp::open(path)?)),
             None => None,
@@ -141,7 +158,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient()] })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()] })
     }
 
     pub fn port(&self) -> u16 {

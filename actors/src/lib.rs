@@ -4,6 +4,8 @@
 //!
 //! - [`consumer`]: a stream consumer per topic and group, with dead letters, retries and
 //!   restarts from the last committed offset;
+//! - [`ledger`]: the rules the ledger applies: the commission split and the reward state
+//!   machine with the double-entry legs of each transition;
 //! - [`key_usage`]: batches "this API key was just used" notes from the request path and
 //!   writes `last_used_at` in one store call per flush, never one write per request.
 //!
@@ -17,6 +19,7 @@
 
 pub mod consumer;
 pub mod key_usage;
+pub mod ledger;
 pub mod metrics;
 pub mod ports;
 

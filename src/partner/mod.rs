@@ -1,5 +1,7 @@
-//! The partner flow's domain: the offer catalogue partners browse ([`offers`]) and the
-//! macros of tracking URLs ([`tracking`]).
+//! The partner flow's domain: the offer catalogue partners browse ([`offers`]), the
+//! macros of tracking URLs ([`tracking`]) and the path from postbacks to the ledger
+//! ([`ledger`]).
 
+pub mod ledger;
 pub mod offers;
 pub mod tracking;

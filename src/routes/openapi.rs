@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{clicks, partner, webhooks, admin, blogs, categories, health, ping, products, promotions};
+use crate::routes::{postbacks, rewards, clicks, partner, webhooks, admin, blogs, categories, health, ping, products, promotions};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         health::healthz, health::readyz, health::metrics,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::redeliver, webhooks::rotate_secret, webhooks::enable,
+        postbacks::receive, rewards::user_rewards, admin::rewards::pay,
         partner::offers, partner::create_campaign, partner::create_link, clicks::redirect,
         admin::partners::create_brand, admin::partners::create_offer, admin::partners::create_network,
         ping::test, categories::list, products::list, products::show, promotions::list,
@@ -26,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         categories::CategoryView, admin::categories::CreateCategory, admin::categories::UpdateCategory, admin::categories::AdminCategoryView,
         admin::products::CreateProduct, admin::products::UpdateProduct, admin::products::CreateCoupon, admin::products::TeacherInput, admin::products::AdminProductView,
         admin::promotions::CreatePromotion, admin::promotions::SetRates,
+        admin::rewards::PayRewards,
         webhooks::CreateWebhook, partner::CreateCampaign, partner::CreateLink, admin::partners::CreateNamed, admin::partners::CreateOffer,
         ping::TestResponse, ping::TestData, crate::domain::Scope, crate::domain::KeyKind,
         admin::affiliates::CreateAffiliate, admin::affiliates::UpdateAffiliate, admin::affiliates::UserInput,

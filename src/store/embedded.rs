@@ -10,7 +10,7 @@
 //! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
 //! only for the statement itself.
 
-use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, LinkRecord, NetworkRecord, OfferRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
+use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, ConversionRecord, LinkRecord, NetworkRecord, OfferRecord, PostingRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use hissaback_actors::ports::KeyLastUsed;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -57,6 +57,15 @@ CREATE TABLE IF NOT EXISTS brands (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offers (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS networks (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS campaigns (id INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS conversions (
+    id INTEGER PRIMARY KEY,
+    affiliate_id INTEGER NOT NULL,
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rewards_by_user ON conversions (affiliate_id, tenant_id, user_id);
+CREATE TABLE IF NOT EXISTS postings (conversion_id INTEGER NOT NULL, leg TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conversion_id, leg)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keyed_docs (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
 "#;
 
@@ -555,6 +564,79 @@ impl Store for EmbeddedStore {
 
     async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>> {
         self.get_keyed("click", click_id).await
+    }
+
+    async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
+        let (id, affiliate, tenant, user, body) = (c.id as i64, c.affiliate_id as i64, c.tenant_id.clone(), c.user_id.clone(), to_json(c));
+        self.with(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO conversions (id, affiliate_id, tenant_id, user_id, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET affiliate_id = excluded.affiliate_id, tenant_id = excluded.tenant_id,
+                     user_id = excluded.user_id, body = excluded.body",
+            )?
+            .execute(params![id, affiliate, tenant, user, body])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn get_conversion(&self, id: u64) -> StoreResult<Option<ConversionRecord>> {
+        let body: Option<String> = self
+            .with(move |c| c.prepare_cached("SELECT body FROM conversions WHERE id = ?1")?.query_row(params![id as i64], |r| r.get(0)).optional())
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn rewards_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ConversionRecord>> {
+        let (tenant, user) = (tenant_id.to_string(), user_id.to_string());
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE affiliate_id = ?1 AND tenant_id = ?2 AND user_id = ?3 ORDER BY id")?;
+                let rows = stmt.query_map(params![affiliate_id as i64, tenant, user], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
+        let bodies: Vec<String> = self
+            .with(|c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM conversions ORDER BY id")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()> {
+        let rows: Vec<(i64, String, String)> = postings.iter().map(|p| (p.conversion_id as i64, p.leg.clone(), to_json(p))).collect();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO postings (conversion_id, leg, body) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (conversion_id, leg) DO UPDATE SET body = excluded.body",
+                )?;
+                for (id, leg, body) in &rows {
+                    stmt.execute(params![id, leg, body])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>> {
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM postings WHERE conversion_id = ?1 ORDER BY leg")?;
+                let rows = stmt.query_map(params![conversion_id as i64], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
     }
 }
 

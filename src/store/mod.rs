@@ -372,6 +372,46 @@ pub struct ClickRecord {
     pub at: DateTime<Utc>,
 }
 
+pub use hissaback_actors::ledger::RewardStatus;
+
+/// A conversion and the end user's reward for it (one reward per conversion; the reward id is
+/// the conversion id). Ids derive from (network, transaction), so a redelivered postback
+/// lands on the same row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversionRecord {
+    pub id: u64,
+    pub network_id: u64,
+    pub txn_id: String,
+    pub click_id: String,
+    pub campaign_id: u64,
+    pub affiliate_id: u64,
+    pub tenant_id: String,
+    pub offer_id: u64,
+    pub user_id: String,
+    pub currency: String,
+    /// What the network pays, in minor units.
+    pub payout_minor: i64,
+    /// The end user's reward, in minor units (never more than the payout).
+    pub reward_minor: i64,
+    pub status: RewardStatus,
+    pub goal: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+/// One leg of a double-entry posting; a conversion's legs for one event sum to zero.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingRecord {
+    pub conversion_id: u64,
+    /// Unique per conversion, e.g. `approve:network_receivable`; rewriting it is harmless.
+    pub leg: String,
+    pub account: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub at: DateTime<Utc>,
+}
+
 /// Everything the service keeps. One implementation per backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -468,6 +508,17 @@ pub trait Store: Send + Sync + 'static {
     async fn get_link(&self, code: &str) -> StoreResult<Option<LinkRecord>>;
     async fn put_click(&self, click: &ClickRecord) -> StoreResult<()>;
     async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>>;
+
+    /// Insert or replace a conversion (with its per-user reward index row).
+    async fn put_conversion(&self, conversion: &ConversionRecord) -> StoreResult<()>;
+    async fn get_conversion(&self, id: u64) -> StoreResult<Option<ConversionRecord>>;
+    /// A partner's rewards for one end user of one tenant.
+    async fn rewards_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ConversionRecord>>;
+    /// Every conversion (ledger checks, paying queued rewards).
+    async fn conversions(&self) -> StoreResult<Vec<ConversionRecord>>;
+    /// Writes postings; a posting with the same (conversion, leg) is replaced, not added.
+    async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()>;
+    async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>>;
 }
 
 /// The store behind an `Arc`, as the rest of the service holds it.

@@ -13,7 +13,7 @@
 //! Scylla-only table options.
 
 use super::{
-    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, LinkRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
+    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, ConversionRecord, DeliveryRecord, LinkRecord, PostingRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
     PromotionRecord, Sequence, Store, StoreError, StoreResult, WebhookRecord,
 };
 use crate::configuration::ScyllaSettings;
@@ -56,6 +56,10 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.campaigns (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.links (code text PRIMARY KEY, body text)",
     "CREATE TABLE IF NOT EXISTS {ks}.clicks (click_id text PRIMARY KEY, body text) WITH default_time_to_live = 7776000",
+    "CREATE TABLE IF NOT EXISTS {ks}.conversions (id bigint PRIMARY KEY, body text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_shard (shard int, id bigint, PRIMARY KEY (shard, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.rewards_by_user (affiliate_id bigint, tenant_id text, user_id text, conversion_id bigint, PRIMARY KEY ((affiliate_id, tenant_id, user_id), conversion_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.postings (conversion_id bigint, leg text, body text, PRIMARY KEY (conversion_id, leg))",
 ];
 
 /// Pending deliveries are indexed over this many partitions (`webhook_id % PENDING_SHARDS`).
@@ -174,6 +178,14 @@ struct Statements {
     link_get: PreparedStatement,
     click_put: PreparedStatement,
     click_get: PreparedStatement,
+    conversion_put: PreparedStatement,
+    conversion_get: PreparedStatement,
+    conversion_shard_put: PreparedStatement,
+    conversion_shard: PreparedStatement,
+    reward_user_put: PreparedStatement,
+    reward_user_list: PreparedStatement,
+    posting_put: PreparedStatement,
+    posting_list: PreparedStatement,
 }
 
 /// A block of ids reserved with one lightweight transaction: `next..end`.
@@ -192,6 +204,11 @@ pub struct ScyllaStore {
 }
 
 impl ScyllaStore {
+    async fn ids(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Vec<i64>> {
+        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        rows.rows::<(i64,)>().map_err(driver_error)?.map(|r| r.map(|(v,)| v).map_err(driver_error)).collect()
+    }
+
     /// Connects and prepares every statement; the schema must exist (`hissaback migrate`).
     pub async fn open(settings: &ScyllaSettings) -> anyhow::Result<Self> {
         let session = connect(settings).await?;
@@ -262,6 +279,14 @@ impl ScyllaStore {
             link_get: prepare("SELECT body FROM {ks}.links WHERE code = ?").await?,
             click_put: prepare("INSERT INTO {ks}.clicks (click_id, body) VALUES (?, ?)").await?,
             click_get: prepare("SELECT body FROM {ks}.clicks WHERE click_id = ?").await?,
+            conversion_put: prepare("INSERT INTO {ks}.conversions (id, body) VALUES (?, ?)").await?,
+            conversion_get: prepare("SELECT body FROM {ks}.conversions WHERE id = ?").await?,
+            conversion_shard_put: prepare("INSERT INTO {ks}.conversions_by_shard (shard, id) VALUES (?, ?)").await?,
+            conversion_shard: prepare("SELECT id FROM {ks}.conversions_by_shard WHERE shard = ?").await?,
+            reward_user_put: prepare("INSERT INTO {ks}.rewards_by_user (affiliate_id, tenant_id, user_id, conversion_id) VALUES (?, ?, ?, ?)").await?,
+            reward_user_list: prepare("SELECT conversion_id FROM {ks}.rewards_by_user WHERE affiliate_id = ? AND tenant_id = ? AND user_id = ?").await?,
+            posting_put: prepare("INSERT INTO {ks}.postings (conversion_id, leg, body) VALUES (?, ?, ?)").await?,
+            posting_list: prepare("SELECT body FROM {ks}.postings WHERE conversion_id = ?").await?,
         };
         Ok(Self {
             session,
@@ -661,5 +686,50 @@ impl Store for ScyllaStore {
 
     async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>> {
         self.doc(&self.st.click_get, (click_id,)).await
+    }
+
+    async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
+        let cid = id(c.id);
+        self.write(&self.st.conversion_shard_put, ((cid % i64::from(PENDING_SHARDS)) as i32, cid)).await?;
+        self.write(&self.st.reward_user_put, (id(c.affiliate_id), c.tenant_id.as_str(), c.user_id.as_str(), cid)).await?;
+        self.write(&self.st.conversion_put, (cid, to_json(c))).await
+    }
+
+    async fn get_conversion(&self, conversion_id: u64) -> StoreResult<Option<ConversionRecord>> {
+        self.doc(&self.st.conversion_get, (id(conversion_id),)).await
+    }
+
+    async fn rewards_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ConversionRecord>> {
+        let mut out = Vec::new();
+        for cid in self.ids(&self.st.reward_user_list, (id(affiliate_id), tenant_id, user_id)).await? {
+            if let Some(c) = self.doc::<ConversionRecord>(&self.st.conversion_get, (cid,)).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
+        let mut out = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            for cid in self.ids(&self.st.conversion_shard, (shard,)).await? {
+                if let Some(c) = self.doc::<ConversionRecord>(&self.st.conversion_get, (cid,)).await? {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()> {
+        for p in postings {
+            self.write(&self.st.posting_put, (id(p.conversion_id), p.leg.as_str(), to_json(p))).await?;
+        }
+        Ok(())
+    }
+
+    async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>> {
+        self.docs(&self.st.posting_list, (id(conversion_id),)).await
     }
 }

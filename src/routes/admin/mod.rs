@@ -7,9 +7,10 @@ pub mod keys;
 pub mod partners;
 pub mod products;
 pub mod promotions;
+pub mod rewards;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure).configure(partners::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure);
+    cfg.configure(affiliates::configure).configure(categories::configure).configure(keys::configure).configure(partners::configure).configure(rewards::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure);
 }

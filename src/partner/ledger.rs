@@ -1,0 +1,234 @@
+//! From postbacks to the ledger:
+//!
+//! - [`PostbackProcessor`] (topic `postbacks`, group `postback-processor`): resolves the click
+//!   to its campaign and emits a `ConversionRecorded` keyed by the conversion, whose id is
+//!   derived from (network, transaction) so every postback of one transaction lands on one
+//!   conversion, in order.
+//! - [`LedgerWriter`] (topic `conversions`, group `ledger`): applies the campaign's split and
+//!   the reward state machine (`hissaback_actors::ledger`), writes the double-entry legs
+//!   (keyed by conversion and leg: a redelivered event rewrites the same rows), then the
+//!   conversion, then queues `reward.queued` webhooks. A repeated (network, txn, status)
+//!   changes nothing.
+//! - [`pay`]: pays queued rewards (the manual payout provider) and queues `reward.paid`.
+
+use crate::store::{CampaignRecord, ConversionRecord, PostingRecord, RewardStatus, SharedStore};
+use async_trait::async_trait;
+use chrono::Utc;
+use hissaback_actors::consumer::EventHandler;
+use hissaback_actors::ledger::{payment_legs, reward_minor, transition, Leg, Split};
+use hissaback_topics::bus::publish_event;
+use hissaback_topics::events::{ConversionRecorded, PostbackReceived, WebhookJob};
+use hissaback_topics::{Delivery, SharedBus};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// The conversion id of a network's transaction: 52 bits of SHA-256, a positive integer that
+/// JSON carries exactly.
+pub fn conversion_id(network_id: u64, txn_id: &str) -> u64 {
+    let d = Sha256::digest(format!("{network_id}:{txn_id}").as_bytes());
+    let v = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) >> 12;
+    v.max(1)
+}
+
+pub struct PostbackProcessor {
+    pub store: SharedStore,
+    pub bus: SharedBus,
+}
+
+#[async_trait]
+impl EventHandler for PostbackProcessor {
+    type Event = PostbackReceived;
+
+    async fn handle(&self, p: PostbackReceived, _d: &Delivery) -> anyhow::Result<()> {
+        let Some(click) = self.store.get_click(&p.click_id).await? else {
+            // Checked when the postback was accepted; a click can only vanish by its TTL.
+            tracing::warn!(click = %p.click_id, txn = %p.txn_id, "postback for an unknown click dropped");
+            return Ok(());
+        };
+        let event = ConversionRecorded {
+            conversion_id: conversion_id(p.network_id, &p.txn_id),
+            network_id: p.network_id,
+            txn_id: p.txn_id,
+            click_id: p.click_id,
+            campaign_id: click.campaign_id,
+            affiliate_id: click.affiliate_id,
+            tenant_id: click.tenant_id,
+            offer_id: click.offer_id,
+            user_id: click.user_id,
+            payout: p.payout,
+            status: p.status,
+            occurred_at_ms: p.received_at_ms,
+        };
+        publish_event(self.bus.as_ref(), &event).await?;
+        Ok(())
+    }
+}
+
+fn split_of(c: &CampaignRecord) -> Split {
+    match (c.share_pct, c.flat_reward) {
+        (Some(pct), _) => Split::Share(pct),
+        (None, Some(flat)) => Split::Flat((flat * rust_decimal::Decimal::ONE_HUNDRED).try_into().unwrap_or(0)),
+        (None, None) => Split::Flat(0),
+    }
+}
+
+fn postings(conversion: &ConversionRecord, legs: Vec<Leg>) -> Vec<PostingRecord> {
+    let now = Utc::now();
+    legs.into_iter()
+        .map(|l| PostingRecord {
+            conversion_id: conversion.id,
+            leg: l.leg,
+            account: l.account.to_string(),
+            amount_minor: l.amount_minor,
+            currency: conversion.currency.clone(),
+            at: now,
+        })
+        .collect()
+}
+
+/// The reward as `/v1/rewards/user` shows it.
+pub fn reward_view(c: &ConversionRecord) -> Value {
+    json!({
+        "reward_id": c.id,
+        "conversion_id": c.id,
+        "campaign_id": c.campaign_id,
+        "offer_id": c.offer_id,
+        "amount": c.reward_minor as f64 / 100.0,
+        "currency": c.currency,
+        "status": c.status,
+        "created_at": crate::json::format_time(&c.created_at),
+        "updated_at": crate::json::format_time(&c.updated_at),
+        "paid_at": c.paid_at.as_ref().map(crate::json::format_time),
+    })
+}
+
+/// Queues `event` (reward.queued / reward.paid) for the partner's webhooks of that event.
+async fn queue_reward_webhooks(store: &SharedStore, bus: &SharedBus, event: &str, c: &ConversionRecord) -> anyhow::Result<()> {
+    let mut object = reward_view(c);
+    object["user_id"] = json!(c.user_id);
+    object["tenant_id"] = json!(c.tenant_id);
+    let occurred = c.updated_at.timestamp_millis();
+    for w in store.webhooks_of(c.affiliate_id).await? {
+        if w.event != event || w.disabled_at.is_some() {
+            continue;
+        }
+        let job = WebhookJob {
+            job_id: format!("{event}:{}:{}", c.id, w.id),
+            webhook_id: w.id,
+            affiliate_id: w.affiliate_id,
+            event: event.to_string(),
+            payload_json: crate::webhooks::payloads::wrap(event, w.id, occurred, "reward", &object),
+            occurred_at_ms: occurred,
+        };
+        publish_event(bus.as_ref(), &job).await?;
+    }
+    Ok(())
+}
+
+pub struct LedgerWriter {
+    pub store: SharedStore,
+    pub bus: SharedBus,
+}
+
+#[async_trait]
+impl EventHandler for LedgerWriter {
+    type Event = ConversionRecorded;
+
+    async fn handle(&self, e: ConversionRecorded, _d: &Delivery) -> anyhow::Result<()> {
+        let existing = self.store.get_conversion(e.conversion_id).await?;
+        let first_sight = existing.is_none();
+        let now = Utc::now();
+        let mut conversion = match existing {
+            Some(c) => c,
+            None => {
+                let Some(campaign) = self.store.get_campaign(e.affiliate_id, e.campaign_id).await? else {
+                    tracing::warn!(conversion = e.conversion_id, "conversion for an unknown campaign dropped");
+                    return Ok(());
+                };
+                ConversionRecord {
+                    id: e.conversion_id,
+                    network_id: e.network_id,
+                    txn_id: e.txn_id.clone(),
+                    click_id: e.click_id.clone(),
+                    campaign_id: e.campaign_id,
+                    affiliate_id: e.affiliate_id,
+                    tenant_id: e.tenant_id.clone(),
+                    offer_id: e.offer_id,
+                    user_id: e.user_id.clone().unwrap_or_default(),
+                    currency: e.payout.currency.as_str().to_string(),
+                    payout_minor: e.payout.minor,
+                    reward_minor: reward_minor(e.payout.minor, split_of(&campaign)),
+                    status: RewardStatus::Pending,
+                    goal: None,
+                    created_at: now,
+                    updated_at: now,
+                    paid_at: None,
+                }
+            }
+        };
+        let current = if first_sight { None } else { Some(conversion.status) };
+        let Some((status, legs)) = transition(current, e.status, conversion.payout_minor, conversion.reward_minor) else {
+            return Ok(());
+        };
+        // Legs first, then the status: a crash in between replays the same legs.
+        self.store.put_postings(&postings(&conversion, legs)).await?;
+        conversion.status = status;
+        conversion.updated_at = now;
+        self.store.put_conversion(&conversion).await?;
+        if status == RewardStatus::Queued {
+            queue_reward_webhooks(&self.store, &self.bus, "reward.queued", &conversion).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Pays queued rewards (all of them, or those named) through the manual provider: each
+/// becomes paid, its payment legs are posted and `reward.paid` is queued. Returns how many
+/// were paid.
+pub async fn pay(store: &SharedStore, bus: &SharedBus, only: Option<&[u64]>) -> anyhow::Result<usize> {
+    let mut paid = 0;
+    for mut c in store.conversions().await? {
+        if c.status != RewardStatus::Queued || only.is_some_and(|ids| !ids.contains(&c.id)) {
+            continue;
+        }
+        store.put_postings(&postings(&c, payment_legs(c.reward_minor))).await?;
+        let now = Utc::now();
+        c.status = RewardStatus::Paid;
+        c.paid_at = Some(now);
+        c.updated_at = now;
+        store.put_conversion(&c).await?;
+        queue_reward_webhooks(store, bus, "reward.paid", &c).await?;
+        paid += 1;
+    }
+    Ok(paid)
+}
+
+/// `hissaback ledger check`: every conversion's legs sum to zero per event, no reward exceeds
+/// its payout, and the postings agree with the status. Returns the problems found.
+pub async fn check(store: &SharedStore) -> anyhow::Result<(usize, Vec<String>)> {
+    let mut problems = Vec::new();
+    let conversions = store.conversions().await?;
+    for c in &conversions {
+        if c.reward_minor > c.payout_minor || c.reward_minor < 0 {
+            problems.push(format!("conversion {}: reward {} exceeds payout {}", c.id, c.reward_minor, c.payout_minor));
+        }
+        let legs = store.postings_of(c.id).await?;
+        for prefix in ["approve:", "reverse:", "pay:"] {
+            let sum: i64 = legs.iter().filter(|l| l.leg.starts_with(prefix)).map(|l| l.amount_minor).sum();
+            if sum != 0 {
+                problems.push(format!("conversion {}: {prefix} legs sum to {sum}, not 0", c.id));
+            }
+        }
+        let has = |p: &str| legs.iter().any(|l| l.leg.starts_with(p));
+        let expected = match c.status {
+            RewardStatus::Pending => (false, false, false),
+            RewardStatus::Queued => (true, false, false),
+            RewardStatus::Paid => (true, false, true),
+            RewardStatus::Rejected | RewardStatus::Reversed => (has("approve:"), has("approve:"), false),
+        };
+        if (has("approve:"), has("reverse:"), has("pay:")) != expected {
+            problems.push(format!("conversion {}: postings do not match status {}", c.id, c.status.as_str()));
+        }
+    }
+    Ok((conversions.len(), problems))
+}
