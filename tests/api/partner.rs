@@ -155,3 +155,138 @@ async fn campaigns_links_and_clicks() {
     let b = app.partner(None).await;
     post(&app, &b.key, "/v1/links", json!({"campaign_id": campaign_id})).await.assert_error(404, "Campaign not found.", "not_found");
 }
+
+async fn postback(app: &TestApp, query: &str) -> crate::helpers::Answer {
+    crate::helpers::Answer::read(app.client.get(app.url(&format!("/v1/postbacks?{query}"))).send().await.unwrap()).await
+}
+
+async fn click(app: &TestApp, code: &str, uid: &str) -> String {
+    let r = app.client.get(app.url(&format!("/r/{code}?uid={uid}"))).send().await.unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    location.split("click=").nth(1).unwrap().split('&').next().unwrap().to_string()
+}
+
+async fn eventually<F: Fn(&Value) -> bool>(app: &TestApp, key: &str, path: &str, ok: F) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        last = app.get_with_key(path, key).await.body;
+        if ok(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("condition not reached; last answer {last}");
+}
+
+/// Admin sets up brand, offer and network; the partner lists offers, makes campaigns and
+/// links; clicks redirect; the network posts pending then approved postbacks, some twice,
+/// some out of order; rewards show the right amounts and statuses; payment emits
+/// `reward.paid` to a local receiver; the ledger check passes; another partner sees nothing.
+#[actix_web::test]
+async fn the_whole_flow_from_click_to_paid_reward() {
+    let app = spawn_app().await;
+    let t = tag();
+    let (_, card, loan) = catalogue(&app, &t).await;
+    let n = app.admin(Method::POST, "/networks", Some(json!({"name": format!("Trackier {t}")}))).await;
+    assert_eq!(n.status, 201, "{}", n.text);
+    let token = n.body["data"]["network"]["postback_token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("hb_pb_"));
+
+    let a = app.partner(None).await;
+    let (hook_url, received) = crate::webhook_smoke::receiver().await;
+    for event in ["reward.queued", "reward.paid"] {
+        let w = post(&app, &a.key, "/v1/webhooks", json!({"event": event, "url": hook_url})).await;
+        assert_eq!(w.status, 201, "{}", w.text);
+    }
+    let share = post(&app, &a.key, "/v1/campaigns", json!({"offer_id": card, "share_pct": 40, "tenant_id": "site-a"})).await;
+    let flat = post(&app, &a.key, "/v1/campaigns", json!({"offer_id": loan, "flat_reward": 5, "tenant_id": "site-a"})).await;
+    let link = |c: &crate::helpers::Answer| json!({"campaign_id": c.body["data"]["campaign"]["campaign_id"]});
+    let share_code = post(&app, &a.key, "/v1/links", link(&share)).await.body["data"]["link"]["code"].as_str().unwrap().to_string();
+    let flat_code = post(&app, &a.key, "/v1/links", link(&flat)).await.body["data"]["link"]["code"].as_str().unwrap().to_string();
+    let user = format!("user-{t}");
+    let c1 = click(&app, &share_code, &user).await;
+    let c2 = click(&app, &flat_code, &user).await;
+    let c3 = click(&app, &share_code, &user).await;
+
+    // Bad postbacks: token, fields, unknown click.
+    postback(&app, "click_id=x").await.assert_error(401, "Postback token is missing.", "unauthenticated");
+    postback(&app, "token=nope&click_id=x").await.assert_error(401, "Postback token is invalid.", "unauthenticated");
+    let bad = postback(&app, &format!("token={token}&payout=1.234&currency=JPY&status=won")).await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    for f in ["click_id", "txn_id", "payout", "currency", "status"] {
+        assert!(bad.body["errors"][f].is_array(), "{f}: {}", bad.text);
+    }
+    let unknown = postback(&app, &format!("token={token}&click_id=cNoSuchClick&txn_id=x&payout=1&currency=USD&status=pending")).await;
+    assert!(unknown.status == 422 && unknown.body["errors"]["click_id"].is_array(), "{}", unknown.text);
+
+    let pb = |click: &str, txn: &str, payout: &str, status: &str| format!("token={token}&click_id={click}&txn_id={txn}-{t}&payout={payout}&currency=USD&status={status}");
+    // A: pending twice, then approved twice. B: approved before pending. C: pending, then rejected.
+    for q in [pb(&c1, "A", "10.00", "pending"), pb(&c1, "A", "10.00", "pending")] {
+        let r = postback(&app, &q).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["data"]["status"], "accepted");
+    }
+    let form = app
+        .client
+        .post(app.url("/v1/postbacks"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(pb(&c1, "A", "10.00", "approved"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    let as_json: Value = serde_json::from_str(&format!(
+        r#"{{"token":"{token}","click_id":"{c1}","txn_id":"A-{t}","payout":10.00,"currency":"USD","status":"approved"}}"#
+    ))
+    .unwrap();
+    assert_eq!(app.client.post(app.url("/v1/postbacks")).json(&as_json).send().await.unwrap().status(), 200);
+    assert_eq!(postback(&app, &pb(&c2, "B", "3.00", "approved")).await.status, 200);
+    assert_eq!(postback(&app, &pb(&c2, "B", "3.00", "pending")).await.status, 200);
+    assert_eq!(postback(&app, &pb(&c3, "C", "8.00", "pending")).await.status, 200);
+    assert_eq!(postback(&app, &pb(&c3, "C", "8.00", "rejected")).await.status, 200);
+
+    let path = format!("/v1/rewards/user?user_id={user}&tenant_id=site-a");
+    let statuses = |v: &Value| {
+        let mut s: Vec<(f64, String)> = v["data"]["rewards"]
+            .as_array()
+            .map(|a| a.iter().map(|r| (r["amount"].as_f64().unwrap(), r["status"].as_str().unwrap().to_string())).collect())
+            .unwrap_or_default();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        s
+    };
+    let want = vec![(3.0, "queued".to_string()), (3.2, "rejected".to_string()), (4.0, "queued".to_string())];
+    let body = eventually(&app, &a.key, &path, |v| statuses(v) == want).await;
+    assert_eq!(body["data"]["totals"]["queued"]["USD"], json!(7.0), "{body}");
+    let first = &body["data"]["rewards"][0];
+    for f in ["reward_id", "conversion_id", "campaign_id", "offer_id", "amount", "currency", "status", "created_at", "updated_at", "paid_at"] {
+        assert!(first.get(f).is_some(), "{f} in {first}");
+    }
+
+    let paid = app.admin(Method::POST, "/rewards/pay", Some(json!({}))).await;
+    assert_eq!(paid.status, 200, "{}", paid.text);
+    assert!(paid.body["data"]["paid"].as_u64().unwrap() >= 2);
+    let body = eventually(&app, &a.key, &path, |v| v["data"]["totals"]["paid"]["USD"] == json!(7.0)).await;
+    assert!(body["data"]["rewards"].as_array().unwrap().iter().filter(|r| r["status"] == "paid").all(|r| r["paid_at"].is_string()));
+
+    // Webhooks: reward.queued and reward.paid for A and B, with the reward and its user.
+    for _ in 0..300 {
+        if received.lock().unwrap().iter().filter(|(b, _)| b["reward"]["user_id"] == json!(user)).count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let got: Vec<Value> = received.lock().unwrap().iter().map(|(b, _)| b.clone()).filter(|b| b["reward"]["user_id"] == json!(user)).collect();
+    let mut events: Vec<&str> = got.iter().map(|b| b["event"].as_str().unwrap()).collect();
+    events.sort();
+    assert_eq!(events, vec!["reward.paid", "reward.paid", "reward.queued", "reward.queued"], "{got:?}");
+    assert!(got.iter().all(|b| b["reward"]["tenant_id"] == "site-a" && b["webhook_id"].is_u64() && b["occurred_at"].is_string()));
+
+    let (checked, problems) = hissaback::partner::ledger::check(&app.state.store).await.unwrap();
+    assert!(checked >= 3 && problems.is_empty(), "{problems:?}");
+
+    // Another partner sees none of these rewards.
+    let b = app.partner(None).await;
+    let other = app.get_with_key(&path, &b.key).await;
+    assert_eq!(other.body["data"]["rewards"], json!([]));
+    app.get_with_key("/v1/rewards/user?tenant_id=site-a", &a.key).await.assert_failure(422, "validation_failed");
+}
