@@ -15,7 +15,8 @@ use anyhow::Context;
 use crate::catalogue::actor::CatalogueFollower;
 use crate::catalogue::geoip::GeoIp;
 use crate::catalogue::Catalogue;
-use crate::partner::ledger::{LedgerWriter, PostbackProcessor};
+use crate::partner::ledger::{LedgerWriter, PostbackProcessor, StoreCampaignSource};
+use hissaback_actors::campaigns::Campaigns;
 use crate::partner::offers::OfferCatalogue;
 use crate::webhooks::dispatcher::WebhookIntake;
 use crate::webhooks::fanout::WebhookFanOut;
@@ -91,11 +92,12 @@ impl Application {
             metrics.consumers.clone(),
         )
         .start_supervised();
+        let campaigns = Campaigns::start(Arc::new(StoreCampaignSource(store.clone())));
         let ledger_writer = ConsumerActor::new(
             "ledger",
             bus.clone(),
             "ledger",
-            Arc::new(LedgerWriter { store: store.clone(), bus: bus.clone() }),
+            Arc::new(LedgerWriter { store: store.clone(), bus: bus.clone(), campaigns: campaigns.clone() }),
             metrics.consumers.clone(),
         )
         .start_supervised();
@@ -141,6 +143,7 @@ impl Application {
             dispatcher,
             webhook_allow,
             offers,
+            campaigns,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

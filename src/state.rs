@@ -28,4 +28,6 @@ pub struct AppState {
     pub webhook_allow: crate::webhooks::guard::Allowlist,
     /// The partner flow's offer catalogue.
     pub offers: Arc<crate::partner::offers::OfferCatalogue>,
+    /// Campaign split rules in memory (the campaign registry actor).
+    pub campaigns: hissaback_actors::campaigns::Campaigns,
 }

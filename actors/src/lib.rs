@@ -2,6 +2,7 @@
 //!
 //! The long-lived, stateful parts of hissaback, each a supervised actix actor:
 //!
+//! - [`campaigns`]: the campaign registry, every campaign's split in memory for the ledger;
 //! - [`consumer`]: a stream consumer per topic and group, with dead letters, retries and
 //!   restarts from the last committed offset;
 //! - [`ledger`]: the rules the ledger applies: the commission split and the reward state
@@ -17,6 +18,7 @@
 //! those traits once per store backend and hands them over at start, so this crate never
 //! depends on a database driver.
 
+pub mod campaigns;
 pub mod consumer;
 pub mod key_usage;
 pub mod ledger;

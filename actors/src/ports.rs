@@ -16,3 +16,10 @@ pub trait KeyUsageSink: Send + Sync + 'static {
     /// Writes the batch; an error keeps the batch in the recorder for the next flush.
     async fn record_last_used(&self, batch: &[KeyLastUsed]) -> anyhow::Result<()>;
 }
+
+/// Where the campaign registry reads a campaign it has not seen yet.
+#[async_trait]
+pub trait CampaignSource: Send + Sync + 'static {
+    /// The split of the partner's campaign, `None` when there is no such campaign.
+    async fn split_of(&self, affiliate_id: u64, campaign_id: u64) -> anyhow::Result<Option<crate::ledger::Split>>;
+}

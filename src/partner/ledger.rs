@@ -7,7 +7,8 @@
 //! - [`LedgerWriter`] (topic `conversions`, group `ledger`): applies the campaign's split and
 //!   the reward state machine (`hissaback_actors::ledger`), writes the double-entry legs
 //!   (keyed by conversion and leg: a redelivered event rewrites the same rows), then the
-//!   conversion, then queues `reward.queued` webhooks. A repeated (network, txn, status)
+//!   conversion, then queues `reward.queued` webhooks. Splits come from the campaign
+//!   registry actor (in memory). A repeated (network, txn, status)
 //!   changes nothing.
 //! - [`pay`]: pays queued rewards (the manual payout provider) and queues `reward.paid`.
 
@@ -64,7 +65,8 @@ impl EventHandler for PostbackProcessor {
     }
 }
 
-fn split_of(c: &CampaignRecord) -> Split {
+/// A campaign's split rule.
+pub fn split_of(c: &CampaignRecord) -> Split {
     match (c.share_pct, c.flat_reward) {
         (Some(pct), _) => Split::Share(pct),
         (None, Some(flat)) => Split::Flat((flat * rust_decimal::Decimal::ONE_HUNDRED).try_into().unwrap_or(0)),
@@ -125,9 +127,21 @@ async fn queue_reward_webhooks(store: &SharedStore, bus: &SharedBus, event: &str
     Ok(())
 }
 
+/// Lets the campaign registry read campaigns from the store.
+pub struct StoreCampaignSource(pub SharedStore);
+
+#[async_trait]
+impl hissaback_actors::ports::CampaignSource for StoreCampaignSource {
+    async fn split_of(&self, affiliate_id: u64, campaign_id: u64) -> anyhow::Result<Option<Split>> {
+        Ok(self.0.get_campaign(affiliate_id, campaign_id).await?.as_ref().map(split_of))
+    }
+}
+
 pub struct LedgerWriter {
     pub store: SharedStore,
     pub bus: SharedBus,
+    /// Split rules in memory (the campaign registry actor).
+    pub campaigns: hissaback_actors::campaigns::Campaigns,
 }
 
 #[async_trait]
@@ -141,7 +155,7 @@ impl EventHandler for LedgerWriter {
         let mut conversion = match existing {
             Some(c) => c,
             None => {
-                let Some(campaign) = self.store.get_campaign(e.affiliate_id, e.campaign_id).await? else {
+                let Some(split) = self.campaigns.split_of(e.affiliate_id, e.campaign_id).await? else {
                     tracing::warn!(conversion = e.conversion_id, "conversion for an unknown campaign dropped");
                     return Ok(());
                 };
@@ -157,7 +171,7 @@ impl EventHandler for LedgerWriter {
                     user_id: e.user_id.clone().unwrap_or_default(),
                     currency: e.payout.currency.as_str().to_string(),
                     payout_minor: e.payout.minor,
-                    reward_minor: reward_minor(e.payout.minor, split_of(&campaign)),
+                    reward_minor: reward_minor(e.payout.minor, split),
                     status: RewardStatus::Pending,
                     goal: None,
                     created_at: now,

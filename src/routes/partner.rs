@@ -209,6 +209,7 @@ pub async fn create_campaign(auth: Authenticated, state: web::Data<AppState>, re
         created_at: Utc::now(),
     };
     state.store.put_campaign(&campaign).await?;
+    state.campaigns.known(campaign.id, crate::partner::ledger::split_of(&campaign));
     Ok(json::created(json!({ "campaign": campaign_view(&campaign) })))
 }
 
