@@ -46,6 +46,17 @@ pub struct Settings {
     pub catalogue: CatalogueSettings,
     pub webhooks: WebhookSettings,
     pub partner: PartnerSettings,
+    pub payouts: PayoutSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutSettings {
+    /// `manual` or `http`.
+    pub provider: String,
+    /// The payout endpoint of the `http` provider.
+    pub http_url: String,
+    pub timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -275,6 +286,9 @@ impl Settings {
             return invalid("webhooks: retry_jitter must be within 0..1 and concurrency and timeouts positive");
         }
         crate::webhooks::guard::Allowlist::parse(&w.allow).map_err(ConfigError::Invalid)?;
+        if !["manual", "http"].contains(&self.payouts.provider.as_str()) || (self.payouts.provider == "http" && self.payouts.http_url.is_empty()) {
+            return invalid("payouts.provider must be manual, or http with payouts.http_url");
+        }
         if self.server.instance_id.is_empty() {
             return invalid("server.instance_id must not be empty");
         }

@@ -144,6 +144,7 @@ impl Application {
             webhook_allow,
             offers,
             campaigns,
+            payouts: crate::partner::payouts::from_settings(&settings.payouts)?,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

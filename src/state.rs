@@ -30,4 +30,6 @@ pub struct AppState {
     pub offers: Arc<crate::partner::offers::OfferCatalogue>,
     /// Campaign split rules in memory (the campaign registry actor).
     pub campaigns: hissaback_actors::campaigns::Campaigns,
+    /// How queued rewards are paid.
+    pub payouts: Arc<dyn crate::partner::payouts::PayoutProvider>,
 }

@@ -10,7 +10,7 @@
 //!   conversion, then queues `reward.queued` webhooks. Splits come from the campaign
 //!   registry actor (in memory). A repeated (network, txn, status)
 //!   changes nothing.
-//! - [`pay`]: pays queued rewards (the manual payout provider) and queues `reward.paid`.
+//! - [`pay`]: pays queued rewards through the payout provider and queues `reward.paid`.
 
 use crate::store::{CampaignRecord, ConversionRecord, PostingRecord, RewardStatus, SharedStore};
 use async_trait::async_trait;
@@ -196,13 +196,23 @@ impl EventHandler for LedgerWriter {
     }
 }
 
-/// Pays queued rewards (all of them, or those named) through the manual provider: each
-/// becomes paid, its payment legs are posted and `reward.paid` is queued. Returns how many
-/// were paid.
-pub async fn pay(store: &SharedStore, bus: &SharedBus, only: Option<&[u64]>) -> anyhow::Result<usize> {
-    let mut paid = 0;
+/// Pays queued rewards (all of them, or those named) through the payout provider: each one
+/// the provider accepts becomes paid, its payment legs are posted and `reward.paid` is
+/// queued; one it refuses stays queued. Returns (paid, failed).
+pub async fn pay(
+    store: &SharedStore,
+    bus: &SharedBus,
+    provider: &dyn crate::partner::payouts::PayoutProvider,
+    only: Option<&[u64]>,
+) -> anyhow::Result<(usize, usize)> {
+    let (mut paid, mut failed) = (0, 0);
     for mut c in store.conversions().await? {
         if c.status != RewardStatus::Queued || only.is_some_and(|ids| !ids.contains(&c.id)) {
+            continue;
+        }
+        if let Err(e) = provider.pay(&c, &format!("reward-{}", c.id)).await {
+            tracing::warn!(reward = c.id, provider = provider.name(), error = %e, "payout failed; the reward stays queued");
+            failed += 1;
             continue;
         }
         store.put_postings(&postings(&c, payment_legs(c.reward_minor))).await?;
@@ -214,7 +224,7 @@ pub async fn pay(store: &SharedStore, bus: &SharedBus, only: Option<&[u64]>) -> 
         queue_reward_webhooks(store, bus, "reward.paid", &c).await?;
         paid += 1;
     }
-    Ok(paid)
+    Ok((paid, failed))
 }
 
 /// `hissaback ledger check`: every conversion's legs sum to zero per event, no reward exceeds

@@ -4,4 +4,5 @@
 
 pub mod ledger;
 pub mod offers;
+pub mod payouts;
 pub mod tracking;

@@ -262,7 +262,11 @@ async fn the_whole_flow_from_click_to_paid_reward() {
         assert!(first.get(f).is_some(), "{f} in {first}");
     }
 
-    let paid = app.admin(Method::POST, "/rewards/pay", Some(json!({}))).await;
+    // Without reward_ids every queued reward is paid; the real-backend run shares its keyspace
+    // with other tests, so it names its own.
+    let own: Vec<Value> = body["data"]["rewards"].as_array().unwrap().iter().filter(|r| r["status"] == "queued").map(|r| r["reward_id"].clone()).collect();
+    let pay_body = if crate::helpers::real_backends() { json!({"reward_ids": own}) } else { json!({}) };
+    let paid = app.admin(Method::POST, "/rewards/pay", Some(pay_body)).await;
     assert_eq!(paid.status, 200, "{}", paid.text);
     assert!(paid.body["data"]["paid"].as_u64().unwrap() >= 2);
     let body = eventually(&app, &a.key, &path, |v| v["data"]["totals"]["paid"]["USD"] == json!(7.0)).await;
@@ -289,4 +293,76 @@ async fn the_whole_flow_from_click_to_paid_reward() {
     let other = app.get_with_key(&path, &b.key).await;
     assert_eq!(other.body["data"]["rewards"], json!([]));
     app.get_with_key("/v1/rewards/user?tenant_id=site-a", &a.key).await.assert_failure(422, "validation_failed");
+}
+
+/// A partner with one approved conversion (reward 4.00 USD, queued); answers the partner
+/// and the rewards path of its end user.
+async fn queued_reward(app: &TestApp) -> (crate::helpers::Partner, String) {
+    let t = tag();
+    let (_, card, _) = catalogue(app, &t).await;
+    let n = app.admin(Method::POST, "/networks", Some(json!({"name": "Net"}))).await;
+    let token = n.body["data"]["network"]["postback_token"].as_str().unwrap().to_string();
+    let p = app.partner(None).await;
+    let c = post(app, &p.key, "/v1/campaigns", json!({"offer_id": card, "share_pct": 40, "tenant_id": "t1"})).await;
+    let code = post(app, &p.key, "/v1/links", json!({"campaign_id": c.body["data"]["campaign"]["campaign_id"]})).await.body["data"]["link"]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = format!("u-{t}");
+    let click_id = click(app, &code, &user).await;
+    let r = postback(app, &format!("token={token}&click_id={click_id}&txn_id=T-{t}&payout=10&currency=USD&status=approved")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let path = format!("/v1/rewards/user?user_id={user}&tenant_id=t1");
+    eventually(app, &p.key, &path, |v| v["data"]["rewards"][0]["status"] == "queued").await;
+    (p, path)
+}
+
+#[actix_web::test]
+async fn the_http_payout_provider_is_called_with_an_idempotency_key() {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use std::sync::{Arc, Mutex};
+    let calls: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let failing = Arc::new(Mutex::new(true));
+    let (sink, fail) = (calls.clone(), failing.clone());
+    let server = HttpServer::new(move || {
+        let (sink, fail) = (sink.clone(), fail.clone());
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let (sink, fail) = (sink.clone(), fail.clone());
+            async move {
+                let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                sink.lock().unwrap().push((key, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                if *fail.lock().unwrap() { HttpResponse::ServiceUnavailable().finish() } else { HttpResponse::Ok().finish() }
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let url = format!("http://{}/payouts", server.addrs()[0]);
+    actix_web::rt::spawn(server.run());
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.payouts.provider = "http".into();
+        s.payouts.http_url = url.clone();
+    })
+    .await;
+    let (p, path) = queued_reward(&app).await;
+    let reward_id = app.get_with_key(&path, &p.key).await.body["data"]["rewards"][0]["reward_id"].as_u64().unwrap();
+
+    // The provider refuses: nothing is paid, the reward stays queued.
+    let r = app.admin(Method::POST, "/rewards/pay", Some(json!({"reward_ids": [reward_id]}))).await;
+    assert_eq!(r.body["data"], json!({"paid": 0, "failed": 1, "provider": "http"}), "{}", r.text);
+    assert_eq!(app.get_with_key(&path, &p.key).await.body["data"]["rewards"][0]["status"], "queued");
+    // It accepts: paid, with the same idempotency key both times.
+    *failing.lock().unwrap() = false;
+    let r = app.admin(Method::POST, "/rewards/pay", Some(json!({"reward_ids": [reward_id]}))).await;
+    assert_eq!(r.body["data"]["paid"], 1, "{}", r.text);
+    assert_eq!(app.get_with_key(&path, &p.key).await.body["data"]["rewards"][0]["status"], "paid");
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|(k, _)| *k == format!("reward-{reward_id}")));
+    assert_eq!(calls[1].1["amount"], json!(4.0));
+    assert_eq!(calls[1].1["tenant_id"], "t1");
+    // Paying again pays nothing twice.
+    let again = app.admin(Method::POST, "/rewards/pay", Some(json!({"reward_ids": [reward_id]}))).await;
+    assert_eq!(again.body["data"]["paid"], 0);
 }

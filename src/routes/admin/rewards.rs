@@ -1,5 +1,5 @@
-//! Admin: `POST /rewards/pay` pays queued rewards (all, or `reward_ids`) through the manual
-//! payout provider and queues `reward.paid` webhooks.
+//! Admin: `POST /rewards/pay` pays queued rewards (all, or `reward_ids`) through the
+//! configured payout provider and queues `reward.paid` webhooks; `{paid, failed}`.
 
 use crate::auth::Admin;
 use crate::error::ApiError;
@@ -26,6 +26,8 @@ pub struct PayRewards {
     responses((status = 200, description = "{paid: n}")), security(("admin" = [])))]
 pub async fn pay(_admin: Admin, state: web::Data<AppState>, body: JsonBody<PayRewards>) -> Result<HttpResponse, ApiError> {
     let ids = body.into_inner().reward_ids;
-    let paid = crate::partner::ledger::pay(&state.store, &state.bus, ids.as_deref()).await.map_err(ApiError::unavailable)?;
-    Ok(json::ok(serde_json::json!({ "paid": paid })))
+    let (paid, failed) = crate::partner::ledger::pay(&state.store, &state.bus, state.payouts.as_ref(), ids.as_deref())
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(json::ok(serde_json::json!({ "paid": paid, "failed": failed, "provider": state.payouts.name() })))
 }
