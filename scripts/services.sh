@@ -40,9 +40,10 @@ KAFKA_CONTROLLER_PORT="${HISSABACK_KAFKA_CONTROLLER_PORT:-9093}"
 CQL_PORT="${HISSABACK_CQL_PORT:-9042}"
 CASSANDRA_STORAGE_PORT="${HISSABACK_CASSANDRA_STORAGE_PORT:-7000}"
 KAFKA_HEAP="${HISSABACK_KAFKA_HEAP:-512m}"
-CASSANDRA_HEAP="${HISSABACK_CASSANDRA_HEAP:-1g}"
+CASSANDRA_HEAP="${HISSABACK_CASSANDRA_HEAP:-2g}"
 # Cassandra mlockall()s its memory at start (it succeeds as root), so -Xms is resident at once:
-# -Xms1g costs ~1.4 GiB RSS, -Xms256m ~0.75 GiB, with the same 1 GiB ceiling.
+# -Xms1g costs ~1.4 GiB RSS, -Xms256m ~0.75 GiB. The 2 GiB ceiling leaves room for the many
+# keyspaces (one per test process, ~40 tables each) a test run creates.
 CASSANDRA_HEAP_MIN="${HISSABACK_CASSANDRA_HEAP_MIN:-256m}"
 TIMEOUT="${HISSABACK_SERVICES_TIMEOUT:-240}"
 
