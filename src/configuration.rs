@@ -31,6 +31,8 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("webhook_allow", "webhooks.allow"),
     ("webhook_https_only", "webhooks.https_only"),
     ("webhook_retry_schedule", "webhooks.retry_schedule"),
+    ("offers_feed_url", "partner.offers_feed_url"),
+    ("offers_sync_interval", "partner.offers_sync_interval"),
 ];
 
 /// Everything the service reads at start.
@@ -66,6 +68,10 @@ pub struct PartnerSettings {
     pub offers_refresh_seconds: u64,
     /// How long publishable keys' offer listings are cached.
     pub public_cache_seconds: u64,
+    /// A network's JSON offer feed (`HISSABACK_OFFERS_FEED_URL`).
+    pub offers_feed_url: Option<String>,
+    /// How often the feed is polled, e.g. `5m` (`HISSABACK_OFFERS_SYNC_INTERVAL`).
+    pub offers_sync_interval: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -288,6 +294,11 @@ impl Settings {
         crate::webhooks::guard::Allowlist::parse(&w.allow).map_err(ConfigError::Invalid)?;
         if !["manual", "http"].contains(&self.payouts.provider.as_str()) || (self.payouts.provider == "http" && self.payouts.http_url.is_empty()) {
             return invalid("payouts.provider must be manual, or http with payouts.http_url");
+        }
+        let every = humantime::parse_duration(&self.partner.offers_sync_interval)
+            .map_err(|e| ConfigError::Invalid(format!("partner.offers_sync_interval: {e}")))?;
+        if every.is_zero() {
+            return invalid("partner.offers_sync_interval must be positive");
         }
         if self.server.instance_id.is_empty() {
             return invalid("server.instance_id must not be empty");

@@ -31,6 +31,14 @@ pub struct Metrics {
     pub webhook_queue_depth: prometheus::IntGauge,
     /// `hissaback_webhook_endpoints_disabled_total`
     pub webhook_endpoints_disabled: prometheus::IntCounter,
+    /// `hissaback_offer_sync_runs_total{outcome}` (`success`, `failure`)
+    pub offer_sync_runs: IntCounterVec,
+    /// `hissaback_offer_sync_duration_seconds`
+    pub offer_sync_duration: prometheus::Histogram,
+    /// `hissaback_offer_sync_last_success_timestamp_seconds`
+    pub offer_sync_last_success: prometheus::Gauge,
+    /// `hissaback_offer_sync_feed_offers`: offers in the last feed read
+    pub offer_sync_offers: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -79,8 +87,28 @@ impl Metrics {
         registry.register(Box::new(webhook_attempt_seconds.clone())).expect("metric registered once");
         registry.register(Box::new(webhook_queue_depth.clone())).expect("metric registered once");
         registry.register(Box::new(webhook_endpoints_disabled.clone())).expect("metric registered once");
+        let offer_sync_runs =
+            IntCounterVec::new(Opts::new("hissaback_offer_sync_runs_total", "Offer feed sync runs by outcome"), &["outcome"]).expect("valid metric");
+        let offer_sync_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new("hissaback_offer_sync_duration_seconds", "Duration of offer feed sync runs")
+                .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0]),
+        )
+        .expect("valid metric");
+        let offer_sync_last_success =
+            prometheus::Gauge::new("hissaback_offer_sync_last_success_timestamp_seconds", "Unix time of the last successful offer sync")
+                .expect("valid metric");
+        let offer_sync_offers =
+            prometheus::IntGauge::new("hissaback_offer_sync_feed_offers", "Offers in the last feed read").expect("valid metric");
+        registry.register(Box::new(offer_sync_runs.clone())).expect("metric registered once");
+        registry.register(Box::new(offer_sync_duration.clone())).expect("metric registered once");
+        registry.register(Box::new(offer_sync_last_success.clone())).expect("metric registered once");
+        registry.register(Box::new(offer_sync_offers.clone())).expect("metric registered once");
         Self {
             registry,
+            offer_sync_runs,
+            offer_sync_duration,
+            offer_sync_last_success,
+            offer_sync_offers,
             http_requests,
             http_duration,
             auth_failures,

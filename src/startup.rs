@@ -18,6 +18,8 @@ use crate::catalogue::Catalogue;
 use crate::partner::ledger::{LedgerWriter, PostbackProcessor, StoreCampaignSource};
 use hissaback_actors::campaigns::Campaigns;
 use crate::partner::offers::OfferCatalogue;
+use crate::partner::sync::OfferSync;
+use actix::Supervisor;
 use crate::webhooks::dispatcher::WebhookIntake;
 use crate::webhooks::fanout::WebhookFanOut;
 use crate::webhooks::guard::Allowlist;
@@ -39,6 +41,8 @@ pub struct Application {
     /// Addresses of the stream consumers: supervisors restart an actor only while its
     /// address is held.
     _consumers: Vec<actix::Recipient<Stop>>,
+    /// The offer feed sync actor, when a feed is configured.
+    _offer_sync: Option<actix::Addr<OfferSync>>,
 }
 
 impl Application {
@@ -59,7 +63,7 @@ impl Application {
             metrics.consumers.clone(),
         )
         .start_supervised();
-        let offers = Arc::new(
+        let offers: Arc<OfferCatalogue> = Arc::new(
             OfferCatalogue::start(
                 &store,
                 Duration::from_secs(settings.partner.offers_refresh_seconds),
@@ -101,6 +105,21 @@ impl Application {
             metrics.consumers.clone(),
         )
         .start_supervised();
+        let offer_sync = match &settings.partner.offers_feed_url {
+            Some(url) if !url.is_empty() => {
+                let sync = OfferSync {
+                    url: url.clone(),
+                    every: humantime::parse_duration(&settings.partner.offers_sync_interval)?,
+                    client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+                    store: store.clone(),
+                    bus: bus.clone(),
+                    offers: offers.clone(),
+                    metrics: metrics.clone(),
+                };
+                Some(Supervisor::start(move |_| sync))
+            }
+            _ => None,
+        };
         let geoip = match &settings.catalogue.geoip_db {
             Some(path) => Some(Arc::new(GeoIp::open(path)?)),
             None => None,
@@ -162,7 +181,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()] })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()], _offer_sync: offer_sync })
     }
 
     pub fn port(&self) -> u16 {

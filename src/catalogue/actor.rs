@@ -126,7 +126,7 @@ impl EventHandler for CatalogueFollower {
             ContentChange::PromotionCreated { .. } => self.0.refresh(Refresh::Promotions).await,
             ContentChange::ExchangeRatesChanged => self.0.refresh(Refresh::Rates).await,
             ContentChange::CategoryChanged { .. } => self.0.refresh(Refresh::Categories).await,
-            ContentChange::BlogPublished { .. } | ContentChange::BlogUnpublished { .. } => Ok(()),
+            ContentChange::BlogPublished { .. } | ContentChange::BlogUnpublished { .. } | ContentChange::OfferChanged { .. } => Ok(()),
         }
     }
 }

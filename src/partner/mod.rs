@@ -5,4 +5,5 @@
 pub mod ledger;
 pub mod offers;
 pub mod payouts;
+pub mod sync;
 pub mod tracking;

@@ -366,3 +366,67 @@ async fn the_http_payout_provider_is_called_with_an_idempotency_key() {
     let again = app.admin(Method::POST, "/rewards/pay", Some(json!({"reward_ids": [reward_id]}))).await;
     assert_eq!(again.body["data"]["paid"], 0);
 }
+
+/// The sync job pulls the network feed, creates brands and offers, updates a changed offer,
+/// skips invalid entries, survives a broken feed, and reports itself in the metrics.
+#[actix_web::test]
+async fn offers_are_synced_from_the_network_feed() {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use std::sync::{Arc, Mutex};
+    let t = tag();
+    let feed = Arc::new(Mutex::new(json!({"offers": [
+        {"id": format!("trk-1-{t}"), "brand": format!("Feed Brand {t}"), "name": format!("Feed Card {t}"), "category": "finance",
+         "payout_percent": 12.5, "default_share_pct": 40, "currency": "USD", "tracking_url": "https://trk.example/c?o=1&click_id={click_id}", "extra": true},
+        {"id": format!("trk-2-{t}"), "brand": format!("Feed Brand {t}"), "name": format!("Feed Loan {t}"), "category": "lending",
+         "payout_percent": 30, "tracking_url": "https://trk.example/c?o=2&click_id={click_id}"},
+        {"id": format!("trk-3-{t}"), "brand": "X", "name": format!("No macro {t}"), "payout_percent": 5, "tracking_url": "https://trk.example/c"},
+    ]})));
+    let served = feed.clone();
+    let server = HttpServer::new(move || {
+        let served = served.clone();
+        App::new().default_service(web::to(move || {
+            let body = served.lock().unwrap().clone();
+            async move {
+                if body.is_null() { HttpResponse::InternalServerError().finish() } else { HttpResponse::Ok().json(body) }
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let url = format!("http://{}/feed.json", server.addrs()[0]);
+    actix_web::rt::spawn(server.run());
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.partner.offers_feed_url = Some(url.clone());
+        s.partner.offers_sync_interval = "200ms".into();
+    })
+    .await;
+    let p = app.partner(None).await;
+    let path = format!("/v1/offers?q={t}");
+    let listed = eventually(&app, &p.key, &path, |v| v["data"]["offers"].as_array().is_some_and(|a| a.len() == 2)).await;
+    let card = listed["data"]["offers"].as_array().unwrap().iter().find(|o| o["name"] == json!(format!("Feed Card {t}"))).unwrap().clone();
+    assert_eq!((card["base_commission"].clone(), card["default_share_pct"].clone(), card["brand_name"].clone()), (json!(12.5), json!(40), json!(format!("Feed Brand {t}"))));
+    let brand_ids: Vec<u64> = listed["data"]["offers"].as_array().unwrap().iter().map(|o| o["brand_id"].as_u64().unwrap()).collect();
+    assert_eq!(brand_ids[0], brand_ids[1], "one brand, found by name");
+
+    // The feed changes an offer: the same offer id is updated.
+    feed.lock().unwrap()["offers"][0]["payout_percent"] = json!(15);
+    let updated = eventually(&app, &p.key, &path, |v| v["data"]["offers"].as_array().is_some_and(|a| a.iter().any(|o| o["base_commission"] == json!(15)))).await;
+    let again = updated["data"]["offers"].as_array().unwrap().iter().find(|o| o["base_commission"] == json!(15)).unwrap();
+    assert_eq!(again["id"], card["id"]);
+    assert_eq!(updated["data"]["offers"].as_array().unwrap().len(), 2);
+
+    // A broken feed is a counted failure and changes nothing.
+    *feed.lock().unwrap() = Value::Null;
+    for _ in 0..100 {
+        if app.get("/metrics").await.text.contains("hissaback_offer_sync_runs_total{outcome=\"failure\"}") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let metrics = app.get("/metrics").await.text;
+    for name in ["hissaback_offer_sync_runs_total{outcome=\"success\"}", "hissaback_offer_sync_runs_total{outcome=\"failure\"}", "hissaback_offer_sync_duration_seconds_bucket", "hissaback_offer_sync_last_success_timestamp_seconds", "hissaback_offer_sync_feed_offers 3"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert_eq!(app.get_with_key(&path, &p.key).await.body["data"]["offers"].as_array().unwrap().len(), 2);
+}

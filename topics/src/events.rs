@@ -79,6 +79,8 @@ pub enum ContentChange {
     ExchangeRatesChanged,
     /// The admin changed a category (no webhook event; instances refresh their catalogue).
     CategoryChanged { category_id: u64 },
+    /// An offer was created or changed (admin or feed sync).
+    OfferChanged { offer_id: u64 },
 }
 
 /// A catalogue or content change with its time.
@@ -102,6 +104,7 @@ impl Event for ProductChanged {
             ContentChange::PromotionCreated { promotion_id } => format!("promotion:{promotion_id}"),
             ContentChange::ExchangeRatesChanged => "exchange-rates".to_string(),
             ContentChange::CategoryChanged { category_id } => format!("category:{category_id}"),
+            ContentChange::OfferChanged { offer_id } => format!("offer:{offer_id}"),
         }
     }
 }
