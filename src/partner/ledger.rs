@@ -228,15 +228,32 @@ pub async fn pay(
 }
 
 /// `hissaback ledger check`: every conversion's legs sum to zero per event, no reward exceeds
-/// its payout, and the postings agree with the status. Returns the problems found.
+/// its payout, the postings agree with the status, and every account's balance per currency
+/// is what the rewards' statuses say it must be (receivable = payouts of approved and paid
+/// conversions, payable = rewards still queued, cash = rewards paid). Returns the problems.
 pub async fn check(store: &SharedStore) -> anyhow::Result<(usize, Vec<String>)> {
+    use hissaback_actors::ledger::accounts;
+    use std::collections::BTreeMap;
     let mut problems = Vec::new();
     let conversions = store.conversions().await?;
+    // (account, currency) -> (posted, expected)
+    let mut balances: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
     for c in &conversions {
+        let live = matches!(c.status, RewardStatus::Queued | RewardStatus::Paid);
+        let expect = |account: &str, amount: i64, b: &mut BTreeMap<(String, String), (i64, i64)>| {
+            b.entry((account.to_string(), c.currency.clone())).or_default().1 += amount;
+        };
+        expect(accounts::NETWORK_RECEIVABLE, if live { c.payout_minor } else { 0 }, &mut balances);
+        expect(accounts::USER_REWARD_PAYABLE, if c.status == RewardStatus::Queued { -c.reward_minor } else { 0 }, &mut balances);
+        expect(accounts::PLATFORM_REVENUE, if live { -(c.payout_minor - c.reward_minor) } else { 0 }, &mut balances);
+        expect(accounts::CASH, if c.status == RewardStatus::Paid { -c.reward_minor } else { 0 }, &mut balances);
         if c.reward_minor > c.payout_minor || c.reward_minor < 0 {
             problems.push(format!("conversion {}: reward {} exceeds payout {}", c.id, c.reward_minor, c.payout_minor));
         }
         let legs = store.postings_of(c.id).await?;
+        for l in &legs {
+            balances.entry((l.account.clone(), l.currency.clone())).or_default().0 += l.amount_minor;
+        }
         for prefix in ["approve:", "reverse:", "pay:"] {
             let sum: i64 = legs.iter().filter(|l| l.leg.starts_with(prefix)).map(|l| l.amount_minor).sum();
             if sum != 0 {
@@ -252,6 +269,11 @@ pub async fn check(store: &SharedStore) -> anyhow::Result<(usize, Vec<String>)> 
         };
         if (has("approve:"), has("reverse:"), has("pay:")) != expected {
             problems.push(format!("conversion {}: postings do not match status {}", c.id, c.status.as_str()));
+        }
+    }
+    for ((account, currency), (posted, expected)) in balances {
+        if posted != expected {
+            problems.push(format!("account {account} ({currency}): postings sum to {posted}, the rewards say {expected}"));
         }
     }
     Ok((conversions.len(), problems))
