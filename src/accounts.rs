@@ -70,10 +70,15 @@ pub struct IssuedKey {
 }
 
 pub async fn issue_key(state: &AppState, affiliate_id: u64, new: NewKey) -> Result<IssuedKey, ApiError> {
+    let id = state.store.next_id(Sequence::ApiKey).await?;
+    issue_key_with_id(state, id, affiliate_id, new).await
+}
+
+async fn issue_key_with_id(state: &AppState, id: u64, affiliate_id: u64, new: NewKey) -> Result<IssuedKey, ApiError> {
     let plain = PlainApiKey::generate(new.kind);
     let defaults = state.settings.auth.default_rate_limit;
     let record = ApiKeyRecord {
-        id: state.store.next_id(Sequence::ApiKey).await?,
+        id,
         affiliate_id,
         kind: new.kind,
         prefix: plain.display_prefix(),
@@ -110,8 +115,14 @@ pub async fn rotate_key(state: &AppState, key_id: u64, grace_seconds: u64) -> Re
     if old.rotated_to.is_some() {
         return Err(ApiError::conflict("API key has already been rotated."));
     }
-    let issued = issue_key(
+    // Concurrent rotations of one key: only the first claim wins; the others answer 409.
+    let successor_id = state.store.next_id(Sequence::ApiKey).await?;
+    if !state.store.claim_unique("key_rotation", &key_id.to_string(), successor_id).await? {
+        return Err(ApiError::conflict("API key has already been rotated."));
+    }
+    let issued = issue_key_with_id(
         state,
+        successor_id,
         old.affiliate_id,
         NewKey {
             kind: old.kind,

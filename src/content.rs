@@ -35,7 +35,43 @@ const URL_LIST_ATTRIBUTES: [&str; 7] = ["srcset", "ping", "values", "to", "from"
 /// whole document, and refused if either reading finds script: a fragment parse drops
 /// `<body onload=...>` and `<frameset>` tags that a browser would still apply to the page.
 pub fn contains_script(html: &str) -> bool {
-    [Html::parse_fragment(html), Html::parse_document(html)].iter().any(has_script)
+    if [Html::parse_fragment(html), Html::parse_document(html)].iter().any(has_script) {
+        return true;
+    }
+    // A tag left open at the end is dropped by the parser but completed by a browser when
+    // the content is placed before other markup: judge the content as if it were closed.
+    if html.rfind('<').is_some_and(|lt| !html[lt..].contains('>')) {
+        return ["\">", "'>", ">"].iter().any(|end| has_script(&Html::parse_fragment(&format!("{html}{end}"))));
+    }
+    false
+}
+
+/// Elements that never have children, so they do not nest.
+const VOID: [&str; 14] = ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
+
+/// An upper estimate of how deeply elements nest, from a cheap scan of the tags (no parse).
+/// Parsing is quadratic in the depth, so content nesting deeper than a page ever does is
+/// refused before it is parsed.
+pub fn nesting_depth(html: &str) -> usize {
+    let bytes = html.as_bytes();
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while let Some(off) = bytes[i..].iter().position(|b| *b == b'<') {
+        i += off + 1;
+        match bytes.get(i) {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(c) if c.is_ascii_alphabetic() => {
+                let name: String = bytes[i..].iter().take_while(|b| b.is_ascii_alphanumeric()).map(|b| b.to_ascii_lowercase() as char).collect();
+                let end = bytes[i..].iter().position(|b| *b == b'>').map(|p| i + p);
+                let self_closing = end.is_some_and(|e| e > 0 && bytes[e - 1] == b'/');
+                if !VOID.contains(&name.as_str()) && !self_closing {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+            }
+            _ => {}
+        }
+    }
+    max
 }
 
 fn has_script(document: &Html) -> bool {
@@ -155,6 +191,16 @@ fn unescape_css(css: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unclosed_tags_are_judged_as_closed_and_nesting_is_estimated() {
+        for bad in ["<p>Hi</p><img src=x onerror=alert(1)// ", "<svg/onload=alert(1)", "<a href=\"javascript:alert(1)\"", "<script"] {
+            assert!(super::contains_script(bad), "{bad}");
+        }
+        assert!(!super::contains_script("<p>1 < 2 and 3 > 2</p>"));
+        assert_eq!(super::nesting_depth("<div><p>a<br>b<img src=x/></p></div><p>c</p>"), 2);
+        assert_eq!(super::nesting_depth(&"<div>".repeat(500)), 500);
+    }
+
     use super::contains_script;
 
     #[test]

@@ -119,10 +119,12 @@ pub fn parse_json<T: DeserializeOwned + Validate>(body: &[u8], content_type: Opt
                         let msg = format!("The {} field is required.", human(&full));
                         (full, msg)
                     }
-                    None => (shown.clone(), format!("The {} field is invalid: {text}.", human(&shown))),
+                    None => (shown.clone(), type_message(&human(&shown), &text)),
                 };
                 let repeated = errors.contains_key(&field);
-                errors.entry(field).or_default().push(message);
+                if !repeated {
+                    errors.insert(field, vec![message]);
+                }
                 // Set the bad field aside and read the rest again, unless that cannot help.
                 if repeated || shown == "." || !remove_at(&mut doc, &path) {
                     break;
@@ -174,6 +176,26 @@ fn remove_at(doc: &mut serde_json::Value, path: &[serde_path_to_error::Segment])
         (Segment::Map { key }, serde_json::Value::Object(m)) => m.remove(key).is_some(),
         _ => false,
     }
+}
+
+/// A sentence for a value of the wrong type, without Rust type names.
+fn type_message(field: &str, serde_text: &str) -> String {
+    let expected = serde_text.rsplit("expected ").next().unwrap_or("");
+    if serde_text.starts_with("invalid type: null") && expected.contains("string") {
+        return format!("The {field} field is required.");
+    }
+    let what = match expected {
+        e if ["u8", "u16", "u32", "u64", "usize"].contains(&e) => "a whole number of at least 0",
+        e if ["i8", "i16", "i32", "i64", "isize"].contains(&e) => "a whole number",
+        e if e.contains("string") => "a string",
+        e if e.contains("bool") => "true or false",
+        e if e.contains("sequence") => "a list",
+        e if e.contains("map") || e.contains("struct") => "an object",
+        e if e.contains("Decimal") || e.contains("decimal") || e.contains("number") => "a number",
+        e if e.contains("RFC 3339") || e.contains("datetime") => "an ISO 8601 date and time",
+        _ => return format!("The {field} field is invalid: {serde_text}."),
+    };
+    format!("The {field} field must be {what}.")
 }
 
 fn strip_position(text: &str) -> String {
@@ -234,7 +256,7 @@ mod tests {
         assert_eq!(err("{\"name\": \"x\"}", None).0, 415);
         let (status, code, v) = err("{\"name\": 5}", json);
         assert_eq!((status, code.as_str()), (422, "validation_failed"));
-        assert!(v["errors"]["name"][0].as_str().unwrap().starts_with("The name field is invalid"));
+        assert_eq!(v["errors"]["name"][0], "The name field must be a string.");
         let (status, _, v) = err("{}", json);
         assert_eq!(status, 422);
         assert_eq!(v["errors"]["name"][0], "The name field is required.");

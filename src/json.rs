@@ -46,16 +46,21 @@ where
     serde::Deserialize::deserialize(d).map(Some)
 }
 
+/// Surrounding white space and control characters (NUL included) removed.
+fn clean(s: &str) -> String {
+    s.trim_matches(|c: char| c.is_whitespace() || c.is_control()).to_string()
+}
+
 /// Trims surrounding white space from a string field as it is read.
 pub fn trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s: String = serde::Deserialize::deserialize(d)?;
-    Ok(s.trim().to_string())
+    Ok(clean(&s))
 }
 
 /// Like [`trimmed`], for optional fields.
 pub fn opt_trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s: Option<String> = serde::Deserialize::deserialize(d)?;
-    Ok(s.map(|s| s.trim().to_string()))
+    Ok(s.map(|s| clean(&s)))
 }
 
 #[cfg(test)]

@@ -19,10 +19,13 @@ fn fail(code: &'static str, message: &'static str) -> ValidationError {
     ValidationError::new(code).with_message(message.into())
 }
 
-/// A non-negative amount with at most two decimals (prices in USD).
+/// Largest amount accepted anywhere (prices, rewards, payouts): one billion.
+pub const MAX_AMOUNT: i64 = 1_000_000_000;
+
+/// A non-negative amount with at most two decimals, at most [`MAX_AMOUNT`].
 pub fn money(value: &rust_decimal::Decimal) -> Result<(), ValidationError> {
-    if value.is_sign_negative() || value.normalize().scale() > 2 {
-        Err(fail("money", "The amount must be a non-negative number with at most two decimals."))
+    if value.is_sign_negative() || value.normalize().scale() > 2 || *value > rust_decimal::Decimal::from(MAX_AMOUNT) {
+        Err(fail("money", "The amount must be a number from 0 to 1000000000 with at most two decimals."))
     } else {
         Ok(())
     }

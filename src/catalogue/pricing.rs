@@ -35,14 +35,16 @@ pub fn round2(v: Decimal) -> Decimal {
     v.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
-/// A USD price in `currency`, rounded.
+/// A USD price in `currency`, rounded. Inputs are bounded by validation (prices up to 1e9,
+/// rates up to 1e6); the arithmetic saturates rather than panics regardless.
 pub fn convert(usd: Decimal, currency: CurrencyCode, rates: &ExchangeRates) -> Decimal {
-    round2(usd * rates.rate(currency))
+    round2(usd.checked_mul(rates.rate(currency)).unwrap_or(Decimal::MAX))
 }
 
 /// The price after `percent_off`, from an already converted price, rounded.
 pub fn discounted(price: Decimal, percent_off: Decimal) -> Decimal {
-    round2(price * (Decimal::ONE_HUNDRED - percent_off) / Decimal::ONE_HUNDRED)
+    let kept = (Decimal::ONE_HUNDRED - percent_off) / Decimal::ONE_HUNDRED;
+    round2(price.checked_mul(kept).unwrap_or(Decimal::MAX))
 }
 
 #[cfg(test)]

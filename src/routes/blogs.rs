@@ -140,7 +140,13 @@ fn identifier_chars(value: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// Deepest element nesting accepted before parsing (browsers themselves stop near 512).
+const MAX_NESTING: usize = 256;
+
 fn script_free(content: &str) -> Result<(), ValidationError> {
+    if crate::content::nesting_depth(content) > MAX_NESTING {
+        return Err(ValidationError::new("nesting").with_message(format!("The content field must not nest elements more than {MAX_NESTING} deep.").into()));
+    }
     if contains_script(content) {
         Err(ValidationError::new("no_scripts").with_message(CONTENT_HAS_SCRIPT.into()))
     } else {

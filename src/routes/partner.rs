@@ -183,7 +183,7 @@ pub async fn create_campaign(auth: Authenticated, state: web::Data<AppState>, re
         (Some(_), Some(_)) | (None, None) => {
             errors.insert("share_pct".into(), vec!["Provide exactly one of share_pct or flat_reward.".into()]);
         }
-        (None, Some(f)) if *f <= Decimal::ZERO || f.normalize().scale() > 2 => {
+        (None, Some(f)) if *f <= Decimal::ZERO || f.normalize().scale() > 2 || *f > Decimal::from(crate::validation::MAX_AMOUNT) => {
             errors.insert("flat_reward".into(), vec!["The flat reward field must be more than 0, with at most two decimals.".into()]);
         }
         _ => {}

@@ -102,7 +102,7 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
     let payout = get("payout").or_else(|| get("commission")).and_then(|v| v.parse::<Decimal>().ok());
     need(
         "payout",
-        payout.is_some_and(|v| v >= Decimal::ZERO && v.normalize().scale() <= 2),
+        payout.is_some_and(|v| v >= Decimal::ZERO && v.normalize().scale() <= 2 && v <= Decimal::from(crate::validation::MAX_AMOUNT)),
         "The payout field is required: a non-negative amount with at most two decimals.",
     );
     let currency = get("currency").and_then(CurrencyCode::parse);

@@ -163,9 +163,14 @@ pub async fn create(
     let (Some(url), true) = (url, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
+    let id = state.store.next_id(Sequence::Webhook).await?;
+    // The claim makes "unique per affiliate and event" hold under concurrent requests too.
+    if !state.store.claim_unique("webhook_url", &format!("{}:{event}:{url}", auth.affiliate.id), id).await? {
+        return Err(ApiError::invalid_field("url", "The url has already been taken for this event."));
+    }
     let now = Utc::now();
     let webhook = WebhookRecord {
-        id: state.store.next_id(Sequence::Webhook).await?,
+        id,
         affiliate_id: auth.affiliate.id,
         event: event.to_string(),
         url,
@@ -188,6 +193,8 @@ pub async fn delete(auth: Authenticated, state: web::Data<AppState>, path: web::
     auth.require(Scope::WebhooksManage)?;
     let webhook = own_webhook(&state, &auth, &path).await?;
     state.store.delete_webhook(&webhook).await?;
+    let claim = format!("{}:{}:{}", webhook.affiliate_id, webhook.event, webhook.url);
+    state.store.release_unique("webhook_url", &claim, webhook.id).await?;
     Ok(HttpResponse::Ok().json(json!({ "success": true })))
 }
 

@@ -356,6 +356,14 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn release_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<()> {
+        let (ns, v) = (namespace.to_string(), value.to_string());
+        self.with(move |c| {
+            c.execute("DELETE FROM unique_claims WHERE namespace = ?1 AND value = ?2 AND owner = ?3", params![ns, v, owner as i64]).map(|_| ())
+        })
+        .await
+    }
+
     async fn put_product(&self, product: &ProductRecord) -> StoreResult<()> {
         self.put_doc(DocTable::Products, product.id, product).await
     }

@@ -452,6 +452,8 @@ pub trait Store: Send + Sync + 'static {
     /// now owned by `owner` (newly, or already); false when another owner holds it. This is
     /// the one place that needs a lightweight transaction in CQL.
     async fn claim_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<bool>;
+    /// Gives a claimed value up, if `owner` holds it.
+    async fn release_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<()>;
 
     /// Insert or replace a product (whole row, coupons included).
     async fn put_product(&self, product: &ProductRecord) -> StoreResult<()>;

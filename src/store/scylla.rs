@@ -142,6 +142,7 @@ struct Statements {
     ping: PreparedStatement,
     claim_insert: PreparedStatement,
     claim_get: PreparedStatement,
+    claim_release: PreparedStatement,
     product_get: PreparedStatement,
     product_put: PreparedStatement,
     product_bucket: PreparedStatement,
@@ -243,6 +244,7 @@ impl ScyllaStore {
             ping: prepare("SELECT release_version FROM system.local").await?,
             claim_insert: prepare("INSERT INTO {ks}.unique_claims (namespace, value, owner) VALUES (?, ?, ?) IF NOT EXISTS").await?,
             claim_get: prepare("SELECT owner FROM {ks}.unique_claims WHERE namespace = ? AND value = ?").await?,
+            claim_release: prepare("DELETE FROM {ks}.unique_claims WHERE namespace = ? AND value = ? IF owner = ?").await?,
             product_get: prepare("SELECT body FROM {ks}.products WHERE bucket = ? AND id = ?").await?,
             product_put: prepare("INSERT INTO {ks}.products (bucket, id, body) VALUES (?, ?, ?)").await?,
             product_bucket: prepare("SELECT body FROM {ks}.products WHERE bucket = ?").await?,
@@ -521,6 +523,10 @@ impl Store for ScyllaStore {
         Ok(self.one_id(&self.st.claim_get, (namespace, value)).await? == Some(id(owner)))
     }
 
+    async fn release_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<()> {
+        self.lwt(&self.st.claim_release, (namespace, value, id(owner))).await.map(|_| ())
+    }
+
     async fn put_product(&self, product: &ProductRecord) -> StoreResult<()> {
         let pid = id(product.id);
         self.write(&self.st.product_put, (bucket_of(pid), pid, to_json(product))).await
@@ -690,9 +696,13 @@ impl Store for ScyllaStore {
 
     async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
         let cid = id(c.id);
-        self.write(&self.st.conversion_shard_put, ((cid % i64::from(PENDING_SHARDS)) as i32, cid)).await?;
-        self.write(&self.st.reward_user_put, (id(c.affiliate_id), c.tenant_id.as_str(), c.user_id.as_str(), cid)).await?;
-        self.write(&self.st.conversion_put, (cid, to_json(c))).await
+        // Index rows and the row itself are independent idempotent writes: sent together.
+        let (a, b, d) = tokio::join!(
+            self.write(&self.st.conversion_shard_put, ((cid % i64::from(PENDING_SHARDS)) as i32, cid)),
+            self.write(&self.st.reward_user_put, (id(c.affiliate_id), c.tenant_id.as_str(), c.user_id.as_str(), cid)),
+            self.write(&self.st.conversion_put, (cid, to_json(c))),
+        );
+        a.and(b).and(d)
     }
 
     async fn get_conversion(&self, conversion_id: u64) -> StoreResult<Option<ConversionRecord>> {
@@ -723,10 +733,8 @@ impl Store for ScyllaStore {
     }
 
     async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()> {
-        for p in postings {
-            self.write(&self.st.posting_put, (id(p.conversion_id), p.leg.as_str(), to_json(p))).await?;
-        }
-        Ok(())
+        let writes = postings.iter().map(|p| self.write(&self.st.posting_put, (id(p.conversion_id), p.leg.as_str(), to_json(p))));
+        futures_util::future::join_all(writes).await.into_iter().collect()
     }
 
     async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>> {

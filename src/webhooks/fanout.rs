@@ -1,5 +1,5 @@
 //! Fan-out: each `product-changes` event that a webhook event names becomes one job per
-//! subscribed, enabled webhook on `webhook-jobs`. Job ids derive from the source message's
+//! subscribed, enabled webhook on `webhook-jobs` (blog reviews: the author's webhooks only). Job ids derive from the source message's
 //! position, so a redelivered event produces the same jobs and the intake drops repeats.
 
 use super::payloads;
@@ -21,11 +21,13 @@ impl EventHandler for WebhookFanOut {
     type Event = ProductChanged;
 
     async fn handle(&self, event: ProductChanged, delivery: &Delivery) -> anyhow::Result<()> {
-        let Some((name, key, object)) = payloads::for_change(&self.store, &self.base_url, &event.change).await? else {
+        let Some(out) = payloads::for_change(&self.store, &self.base_url, &event.change).await? else {
             return Ok(());
         };
+        let (name, key, object) = (out.event, out.key, &out.object);
         for webhook in self.store.webhooks_for_event(name).await? {
-            if webhook.disabled_at.is_some() {
+            // A blog's review goes to its author only; catalogue events to every subscriber.
+            if webhook.disabled_at.is_some() || out.audience.is_some_and(|a| a != webhook.affiliate_id) {
                 continue;
             }
             let job = WebhookJob {
@@ -33,7 +35,7 @@ impl EventHandler for WebhookFanOut {
                 webhook_id: webhook.id,
                 affiliate_id: webhook.affiliate_id,
                 event: name.to_string(),
-                payload_json: payloads::wrap(name, webhook.id, event.occurred_at_ms, key, &object),
+                payload_json: payloads::wrap(name, webhook.id, event.occurred_at_ms, key, object),
                 occurred_at_ms: event.occurred_at_ms,
             };
             publish_event(self.bus.as_ref(), &job).await?;

@@ -19,9 +19,19 @@ pub fn wrap(event: &str, webhook_id: u64, occurred_at_ms: i64, key: &str, object
     body.to_string()
 }
 
-/// The webhook event a change names, the payload key and the object; `None` for changes no
-/// webhook event names or whose subject no longer exists.
-pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentChange) -> StoreResult<Option<(&'static str, &'static str, Value)>> {
+/// What a change delivers: the webhook event, the payload key, the object, and who may
+/// receive it (`None`: every affiliate subscribed, as for catalogue events; `Some(id)`: only
+/// that affiliate, as for the review of its own blog).
+pub struct Outgoing {
+    pub event: &'static str,
+    pub key: &'static str,
+    pub object: Value,
+    pub audience: Option<u64>,
+}
+
+/// What a change delivers; `None` for changes no webhook event names or whose subject no
+/// longer exists.
+pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentChange) -> StoreResult<Option<Outgoing>> {
     let product_event = match change {
         ContentChange::ProductPublished { product_id } => Some(("product.published", *product_id)),
         ContentChange::ProductUpdated { product_id } => Some(("product.updated", *product_id)),
@@ -41,7 +51,7 @@ pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentCha
             "price": { "amount": p.price_usd.to_f64().unwrap_or_default(), "currency": "USD" },
             "teachers": p.teachers.iter().map(|t| json!({"id": t.id, "name": t.name})).collect::<Vec<_>>(),
         });
-        return Ok(Some((event, "product", object)));
+        return Ok(Some(Outgoing { event, key: "product", object, audience: None }));
     }
     match change {
         ContentChange::BlogPublished { blog_id } | ContentChange::BlogUnpublished { blog_id, .. } => {
@@ -64,7 +74,7 @@ pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentCha
             object["updated_at"] = json!(crate::json::format_time(&b.updated_at));
             object["profile"] = profile.map(|p| json!({"id": p.id, "name": p.name, "identifier": p.identifier})).unwrap_or(Value::Null);
             object["author"] = author.map(|u| json!({"id": u.id, "name": u.name, "email": u.email})).unwrap_or(Value::Null);
-            Ok(Some((event, "blog", object)))
+            Ok(Some(Outgoing { event, key: "blog", object, audience: Some(b.affiliate_id) }))
         }
         ContentChange::PromotionCreated { promotion_id } => {
             let Some(p) = store.promotions().await?.into_iter().find(|p| p.id == *promotion_id) else { return Ok(None) };
@@ -77,7 +87,7 @@ pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentCha
                 "type": p.promotion_type,
                 "details": { "percentage_off": if pct.fract().is_zero() { json!(pct.to_i64()) } else { json!(pct.to_f64()) } },
             });
-            Ok(Some(("promotion.created", "promotion", object)))
+            Ok(Some(Outgoing { event: "promotion.created", key: "promotion", object, audience: None }))
         }
         _ => Ok(None),
     }

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn tag() -> String {
+pub fn tag() -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -27,12 +27,12 @@ async fn call(app: &TestApp, method: Method, path: &str, key: &str, body: Option
     app.send(req).await
 }
 
-async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> Answer {
+pub async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> Answer {
     call(app, Method::POST, path, key, Some(body)).await
 }
 
 /// An affiliate approved for blog management, with a key holding every scope.
-async fn blogger(app: &TestApp) -> Partner {
+pub async fn blogger(app: &TestApp) -> Partner {
     let p = app.partner(None).await;
     let a = app.patch_affiliate(p.affiliate_id, json!({"blog_approved": true})).await;
     assert_eq!(a.status, 200, "{}", a.text);
@@ -56,7 +56,7 @@ async fn profile(app: &TestApp, key: &str) -> u64 {
 }
 
 /// A blog ready to be created by `p`: a fresh category and profile, a unique title.
-async fn blog_body(app: &TestApp, p: &Partner) -> Value {
+pub async fn blog_body(app: &TestApp, p: &Partner) -> Value {
     json!({
         "title": format!("Spring Updates {}", tag()),
         "content": "<p>Latest platform news...</p>",
@@ -65,7 +65,7 @@ async fn blog_body(app: &TestApp, p: &Partner) -> Value {
     })
 }
 
-async fn create_blog(app: &TestApp, p: &Partner) -> Value {
+pub async fn create_blog(app: &TestApp, p: &Partner) -> Value {
     let r = post(app, "/blogs", &p.key, blog_body(app, p).await).await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["data"]["blog"].clone()

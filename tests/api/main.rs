@@ -15,3 +15,4 @@ mod store_suite;
 mod webhook_smoke;
 mod webhooks;
 mod partner;
+mod hardening;

@@ -16,9 +16,13 @@
 //! - apps whose settings change how deliveries go (empty allowlist, 300 ms timeout, disable at
 //!   the first failure) run on the embedded backends in both modes, so that they never send
 //!   another test's deliveries with those settings;
-//! - the tests that time deliveries or read one instance's metrics get their own topic prefix
-//!   (still real Kafka and Cassandra) so their jobs are handled by their own instance;
-//! - the restart test builds its own embedded apps on one data directory.
+//! - the tests that expect deliveries get their own topic prefix (still real Kafka and
+//!   Cassandra) so their own instance fans out and sends them: with shared consumer groups the
+//!   instance holding a partition may belong to a test that just ended, and its partitions
+//!   (and the deliveries it queued) wait for the group's session timeout or the next start;
+//! - the restart test builds its own embedded apps on one data directory;
+//! - request counts are exact on the embedded backends and lower bounds on the real ones
+//!   ([`assert_sent`]): a starting instance resends the pending deliveries it reloads.
 
 use crate::helpers::{eventually, real_backends, spawn_app_with, test_settings, Answer, Partner, TestApp};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -154,12 +158,30 @@ impl Receiver {
 
     /// Waits until at least `n` requests match `f`; returns them all.
     pub async fn wait_for(&self, n: usize, timeout: Duration, what: &str, f: impl Fn(&Hit) -> bool) -> Vec<Hit> {
-        let f = &f;
-        eventually(timeout, what, || async move {
-            let got = self.hits_where(f);
-            (got.len() >= n).then_some(got)
-        })
-        .await
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.hits_where(&f);
+            if got.len() >= n {
+                return got;
+            }
+            if Instant::now() >= deadline {
+                let seen: Vec<(String, String, Value)> = got.iter().map(|h| (h.path.clone(), h.webhook_id().to_string(), h.body["event"].clone())).collect();
+                panic!("timed out after {timeout:?} waiting for {what}: {} of {n} matching requests {seen:?}", got.len());
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Asserts how many requests a delivery produced: exactly `expected` on the embedded
+/// backends; at least `expected` on the real ones, where an instance starting elsewhere in the
+/// test process reloads every pending delivery of the shared keyspace and may send it too
+/// (at-least-once; the copies carry the same webhook-id).
+fn assert_sent(got: usize, expected: usize, what: &str) {
+    if real_backends() {
+        assert!(got >= expected, "{what}: {got} requests, expected at least {expected}");
+    } else {
+        assert_eq!(got, expected, "{what}");
     }
 }
 
@@ -235,11 +257,15 @@ async fn deliveries(app: &TestApp, key: &str, hook_id: u64) -> Vec<Value> {
 
 /// The logged delivery `id` of a webhook, once `done` holds for it.
 async fn delivery_when(app: &TestApp, key: &str, hook_id: u64, id: &str, timeout: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let done = &done;
-    eventually(timeout, what, || async move {
-        deliveries(app, key, hook_id).await.into_iter().find(|d| d["id"] == json!(id) && done(d))
-    })
-    .await
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = deliveries(app, key, hook_id).await;
+        if let Some(d) = log.iter().find(|d| d["id"] == json!(id) && done(d)) {
+            return d.clone();
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; the log of webhook {hook_id}: {}", json!(log));
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn states_of(d: &Value) -> Vec<Value> {
@@ -529,7 +555,7 @@ async fn webhooks_need_a_key_the_scope_and_ownership() {
 
 #[actix_web::test]
 async fn product_events_are_delivered_signed_with_the_seed_payload() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_own_topics_app(|_| {}).await;
     let p = app.partner(Some(&["webhooks.manage"])).await;
     let rx = Receiver::ok().await;
     let mut hooks = std::collections::HashMap::new();
@@ -595,9 +621,12 @@ async fn product_events_are_delivered_signed_with_the_seed_payload() {
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     for (event, (path, (hook_id, _))) in &hooks {
         let got = rx.hits_where(|h| h.path == *path && h.body["product"]["id"] == json!(pid));
-        assert_eq!(got.len(), 1, "{event}: {got:?}");
-        assert_eq!(got[0].body["event"], json!(event));
-        assert_eq!(got[0].body["webhook_id"], json!(hook_id));
+        assert_sent(got.len(), 1, event);
+        for h in &got {
+            assert_eq!(h.body["event"], json!(event));
+            assert_eq!(h.body["webhook_id"], json!(hook_id));
+            assert_eq!(h.webhook_id(), got[0].webhook_id(), "one delivery");
+        }
     }
     // The deliveries log knows each by the webhook-id it was sent with.
     let (path, (hook_id, _)) = &hooks["product.published"];
@@ -633,7 +662,7 @@ async fn create_blog(app: &TestApp, p: &Partner, t: &str) -> (Value, Value) {
 
 #[actix_web::test]
 async fn blog_reviews_are_delivered_with_the_seed_payload() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_own_topics_app(|_| {}).await;
     let t = tag();
     let affiliate = app
         .affiliate(json!({"name": "Blog Partner", "email": format!("{t}@partner.test"), "blog_approved": true, "user": {"name": "Taylor Gray", "email": format!("taylor-{t}@example.com")}}))
@@ -680,13 +709,14 @@ async fn blog_reviews_are_delivered_with_the_seed_payload() {
     assert_seed_time(&hit.body["blog"]["updated_at"], "blog.updated_at");
     // Each webhook got its own event only, once.
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rx.hits_where(of_blog("/published")).len(), 1);
-    assert_eq!(rx.hits_where(of_blog("/unpublished")).len(), 1);
+    assert_sent(rx.hits_where(of_blog("/published")).len(), 1, "blog.published");
+    assert_sent(rx.hits_where(of_blog("/unpublished")).len(), 1, "blog.unpublished");
+    assert!(rx.hits_where(|h| h.body["blog"]["id"] == json!(blog_id)).iter().all(|h| h.body["event"] == json!(format!("blog{}", h.path.replace('/', ".")))));
 }
 
 #[actix_web::test]
 async fn new_promotions_are_delivered_with_the_seed_payload() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_own_topics_app(|_| {}).await;
     let p = app.partner(Some(&["webhooks.manage"])).await;
     let rx = Receiver::ok().await;
     let (hook_id, secret) = hook(&app, &p.key, "promotion.created", &rx.url("/promotions")).await;
@@ -721,7 +751,7 @@ async fn new_promotions_are_delivered_with_the_seed_payload() {
 
 #[actix_web::test]
 async fn a_receiver_answering_500_gets_the_delivery_again_with_the_same_id() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_own_topics_app(|_| {}).await;
     let p = app.partner(Some(&["webhooks.manage"])).await;
     // 500 to the first request of each delivery, then 200.
     let rx = Receiver::start(|_, earlier| Reply::Status(if earlier == 0 { 500 } else { 200 })).await;
@@ -735,7 +765,10 @@ async fn a_receiver_answering_500_gets_the_delivery_again_with_the_same_id() {
         assert_signed(h, &secret);
     }
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(150), "the retry waits for the schedule's 200ms: {gap:?}");
+    if !real_backends() {
+        // (On the real backends another instance's copy may arrive at any time.)
+        assert!(gap >= Duration::from_millis(150), "the retry waits for the schedule's 200ms: {gap:?}");
+    }
     let d = delivery_when(&app, &p.key, hook_id, &id, Duration::from_secs(10), "a succeeded delivery", |d| d["state"] == "succeeded").await;
     let attempts = d["attempts"].as_array().unwrap();
     assert!(attempts.len() >= 2, "{d}");
@@ -773,7 +806,7 @@ async fn a_receiver_past_the_timeout_is_retried_and_the_log_says_timeout() {
 
 #[actix_web::test]
 async fn a_delivery_failing_every_attempt_ends_failed_and_can_be_redelivered() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_own_topics_app(|_| {}).await;
     let p = app.partner(Some(&["webhooks.manage"])).await;
     let rx = Receiver::start(|_, _| Reply::Status(500)).await;
     let (hook_id, secret) = hook(&app, &p.key, "product.published", &rx.url("/down")).await;
@@ -785,9 +818,11 @@ async fn a_delivery_failing_every_attempt_ends_failed_and_can_be_redelivered() {
     assert_eq!(states_of(&d), vec![json!(500); 3], "{d}");
     assert_eq!(d["next_attempt_at"], Value::Null, "{d}");
     // Nothing more is sent.
+    let at_failure = rx.hits_where(product_is(pid)).len();
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     let all = rx.hits_where(product_is(pid));
-    assert_eq!(all.len(), 3, "no attempt after the last one: {}", all.len());
+    assert_eq!(all.len(), at_failure, "no attempt after the delivery failed");
+    assert_sent(all.len(), 3, "one request per attempt");
     assert!(all.iter().all(|h| h.webhook_id() == id));
 
     // Redeliver (202) once the receiver is back: one more attempt, same webhook-id.
@@ -796,9 +831,9 @@ async fn a_delivery_failing_every_attempt_ends_failed_and_can_be_redelivered() {
     let r = call(&app, Method::POST, &path, Some(&p.key), None).await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["success"], json!(true), "{}", r.text);
-    let got = rx.wait_for(4, Duration::from_secs(10), "the redelivery", product_is(pid)).await;
-    assert_eq!(got[3].webhook_id(), id);
-    assert_signed(&got[3], &secret);
+    let got = rx.wait_for(at_failure + 1, Duration::from_secs(10), "the redelivery", product_is(pid)).await;
+    assert_eq!(got.last().unwrap().webhook_id(), id);
+    assert_signed(got.last().unwrap(), &secret);
     let d = delivery_when(&app, &p.key, hook_id, &id, Duration::from_secs(10), "the redelivery logged", |d| d["state"] == "succeeded").await;
     assert_eq!(states_of(&d), vec![json!(500), json!(500), json!(500), json!(200)], "{d}");
     // An unknown delivery and another affiliate's webhook.
@@ -818,7 +853,7 @@ async fn a_delivery_failing_every_attempt_ends_failed_and_can_be_redelivered() {
 
 #[actix_web::test]
 async fn a_rotated_secret_signs_the_next_deliveries() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_own_topics_app(|_| {}).await;
     let p = app.partner(Some(&["webhooks.manage"])).await;
     let rx = Receiver::ok().await;
     let (hook_id, old) = hook(&app, &p.key, "product.published", &rx.url("/rotating")).await;
@@ -842,8 +877,8 @@ async fn a_rotated_secret_signs_the_next_deliveries() {
     let r = call(&app, Method::POST, &format!("/api/v1/webhooks/{hook_id}/deliveries/{}/redeliver", hit.webhook_id()), Some(&p.key), None).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let again = rx.wait_for(2, Duration::from_secs(10), "the redelivery", product_is(second)).await;
-    assert_eq!(again[1].webhook_id(), hit.webhook_id());
-    assert_signed(&again[1], &new);
+    assert_eq!(again.last().unwrap().webhook_id(), hit.webhook_id());
+    assert_signed(again.last().unwrap(), &new);
 }
 
 #[actix_web::test]
@@ -999,7 +1034,7 @@ async fn a_delivery_pending_at_shutdown_is_delivered_after_the_restart() {
 async fn a_slow_endpoint_does_not_delay_a_healthy_one() {
     let app = spawn_own_topics_app(|_| {}).await;
     let p = app.partner(Some(&["webhooks.manage"])).await;
-    let slow = Receiver::start(|_, _| Reply::After(Duration::from_secs(2), 200)).await;
+    let slow = Receiver::start(|_, _| Reply::After(Duration::from_secs(3), 200)).await;
     let healthy = Receiver::ok().await;
     hook(&app, &p.key, "product.published", &slow.url("/slow")).await;
     hook(&app, &p.key, "product.published", &healthy.url("/healthy")).await;
@@ -1017,10 +1052,17 @@ async fn a_slow_endpoint_does_not_delay_a_healthy_one() {
     let got = healthy.wait_for(8, Duration::from_secs(10), "the healthy endpoint's deliveries", mine).await;
     let slow_ids: Vec<String> = slow.hits_where(mine).iter().map(|h| h.webhook_id().to_string()).collect();
     let slow_done = slow.answered_of(&slow_ids);
-    for (id, at) in &published {
-        let hit = got.iter().find(|h| h.body["product"]["id"] == json!(id)).unwrap();
-        let lag = hit.at.saturating_duration_since(*at);
-        assert!(lag < Duration::from_secs(1), "product {id} reached the healthy endpoint {lag:?} after the change");
+    let lags: Vec<Duration> = published
+        .iter()
+        .map(|(id, at)| got.iter().find(|h| h.body["product"]["id"] == json!(id)).unwrap().at.saturating_duration_since(*at))
+        .collect();
+    eprintln!("healthy endpoint lags after each change: {lags:?}; slow endpoint answered {slow_done} of 8");
+    // Blocked behind the slow endpoint, a delivery would wait its 3 s. On the real backends the
+    // shared keyspace holds every test's product.published webhooks, and the fan-out of each
+    // change publishes a job to each of them first: allow 2 s there.
+    let bound = if real_backends() { Duration::from_secs(2) } else { Duration::from_secs(1) };
+    for ((id, _), lag) in published.iter().zip(&lags) {
+        assert!(*lag < bound, "product {id} reached the healthy endpoint {lag:?} after the change (all: {lags:?})");
     }
     assert!(slow_done < 8, "the slow endpoint is still busy ({slow_done} of 8 answered) while the healthy one has all");
     // The slow endpoint gets every delivery too, in time.

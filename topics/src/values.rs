@@ -72,7 +72,7 @@ pub enum MoneyError {
 impl Money {
     /// Exact conversion from a decimal amount; more than two decimals is an error, not a rounding.
     pub fn from_decimal(amount: Decimal, currency: CurrencyCode) -> Result<Self, MoneyError> {
-        let scaled = amount * Decimal::ONE_HUNDRED;
+        let scaled = amount.checked_mul(Decimal::ONE_HUNDRED).ok_or(MoneyError::OutOfRange)?;
         if scaled.fract() != Decimal::ZERO {
             return Err(MoneyError::TooPrecise);
         }

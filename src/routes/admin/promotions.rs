@@ -133,8 +133,8 @@ pub async fn set_rates(_admin: Admin, state: web::Data<AppState>, body: JsonBody
                 continue;
             }
         };
-        if value <= Decimal::ZERO {
-            errors.insert(format!("rates.{code}"), vec!["A rate must be a positive number.".into()]);
+        if value <= Decimal::ZERO || value > Decimal::from(1_000_000) {
+            errors.insert(format!("rates.{code}"), vec!["A rate must be a positive number up to 1000000.".into()]);
             continue;
         }
         *slot = value.normalize();
