@@ -112,7 +112,8 @@ pub fn check_url(raw: &str, https_only: bool, allow: &Allowlist) -> Result<url::
         _ => return Err("The url field must be an http(s) URL.".into()),
     }
     if !allowed {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        // A trailing dot names the same host (`localhost.`).
+        let bare = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
         let local_name = bare.eq_ignore_ascii_case("localhost") || bare.to_ascii_lowercase().ends_with(".localhost");
         if local_name || bare.parse::<IpAddr>().is_ok_and(is_forbidden) {
             return Err("The url field must not point to a private, loopback or link-local address.".into());
@@ -159,7 +160,7 @@ mod tests {
         assert!(check_url("http://hooks.example.com/x", false, &none).is_ok());
         assert!(check_url("ftp://hooks.example.com/x", false, &none).is_err());
         assert!(check_url("https://user:pw@hooks.example.com/", true, &none).unwrap_err().contains("credentials"));
-        for private in ["https://127.0.0.1/x", "https://localhost/x", "https://169.254.169.254/latest", "https://[::1]/", "https://10.0.0.1/", "https://[::ffff:192.168.0.1]/"] {
+        for private in ["https://127.0.0.1/x", "https://localhost/x", "https://localhost./x", "https://api.localhost/", "https://169.254.169.254/latest", "https://[::1]/", "https://10.0.0.1/", "https://[::ffff:192.168.0.1]/"] {
             assert!(check_url(private, true, &none).unwrap_err().contains("private"), "{private}");
         }
         assert!(check_url("not a url", true, &none).is_err());
