@@ -6,6 +6,7 @@ pub mod categories;
 pub mod clicks;
 pub mod health;
 pub mod openapi;
+pub mod pagination;
 pub mod partner;
 pub mod ping;
 pub mod postbacks;

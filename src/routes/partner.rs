@@ -9,6 +9,7 @@ use crate::extract::read_json;
 use crate::json;
 use crate::partner::offers::allowed;
 use crate::partner::tracking::{fill, Macros};
+use crate::routes::pagination::{int_param, Page};
 use crate::routes::products::{number, QueryParams};
 use crate::state::AppState;
 use crate::store::{CampaignRecord, LinkRecord, Sequence};
@@ -25,19 +26,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/offers", web::get().to(offers))
         .route("/campaigns", web::post().to(create_campaign))
         .route("/links", web::post().to(create_link));
-}
-
-fn int_param(q: &QueryParams, key: &str, min: u64, max: u64, errors: &mut FieldErrors) -> Option<u64> {
-    let raw = q.one(key)?;
-    match raw.parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Some(v),
-        _ => {
-            let human = key.replace('_', " ");
-            let range = if max == u64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
-            errors.insert(key.into(), vec![format!("The {human} field must be an integer {range}.")]);
-            None
-        }
-    }
 }
 
 /// The partner's offer catalogue: filtered by `brand_id`, `category`, `q`, `min_commission`,
@@ -66,8 +54,7 @@ pub async fn offers(auth: Authenticated, state: web::Data<AppState>, req: HttpRe
     let q = QueryParams::parse(&query);
     let mut errors = FieldErrors::new();
     let brand_id = int_param(&q, "brand_id", 1, u64::MAX, &mut errors);
-    let page = int_param(&q, "page", 1, u64::MAX, &mut errors).unwrap_or(1) as usize;
-    let per_page = int_param(&q, "per_page", 1, 100, &mut errors).unwrap_or(15) as usize;
+    let paging = Page::parse(&q, &mut errors);
     let min_commission = match q.one("min_commission") {
         None => None,
         Some(raw) => match raw.parse::<Decimal>() {
@@ -96,8 +83,8 @@ pub async fn offers(auth: Authenticated, state: web::Data<AppState>, req: HttpRe
     let total = matching.len();
     let list: Vec<Value> = matching
         .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
+        .skip(paging.offset())
+        .take(paging.per_page)
         .map(|o| {
             json!({
                 "id": o.offer.id,
@@ -111,29 +98,11 @@ pub async fn offers(auth: Authenticated, state: web::Data<AppState>, req: HttpRe
             })
         })
         .collect();
-    let last_page = total.div_ceil(per_page).max(1);
-    let link = |n: usize| {
-        let mut out = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            if k != "page" && k != "api_key" {
-                out.append_pair(&k, &v);
-            }
-        }
-        out.append_pair("page", &n.to_string());
-        format!("{}/v1/offers?{}", state.public_base_url, out.finish())
-    };
     let answer = json!({
         "success": true,
         "data": {
             "offers": list,
-            "pagination": {
-                "current_page": page,
-                "per_page": per_page,
-                "total": total,
-                "last_page": last_page,
-                "next_page_url": (page < last_page).then(|| link(page + 1)),
-                "prev_page_url": (page > 1).then(|| link((page - 1).min(last_page))),
-            }
+            "pagination": paging.block(total, &state.public_base_url, "/v1/offers", &q),
         }
     });
     if public {

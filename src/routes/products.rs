@@ -9,6 +9,7 @@ use crate::catalogue::{ListQuery, Snapshot, BUNDLE_TYPE};
 use crate::domain::Scope;
 use crate::error::{ApiError, FieldErrors};
 use crate::json;
+use crate::routes::pagination::Page;
 use crate::state::AppState;
 use crate::store::{CouponTier, ProductRecord};
 use actix_web::http::StatusCode;
@@ -27,8 +28,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The seed's message for a currency outside the list, word for word.
 pub const UNSUPPORTED_CURRENCY: &str = "Unsupported currency, use USD, GBP, EUR, INR, BGN";
 
-const DEFAULT_PER_PAGE: usize = 15;
-const MAX_PER_PAGE: usize = 100;
 
 /// A query string as key → values, keeping repeated keys and `key[]` forms.
 pub struct QueryParams(Vec<(String, String)>);
@@ -52,8 +51,8 @@ impl QueryParams {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
     }
 
-    /// The query string again, without `drop` keys and with `page` set.
-    fn with_page(&self, page: usize) -> String {
+    /// The query string again, without `page` and `api_key`, and with `page` set.
+    pub fn with_page(&self, page: usize) -> String {
         let mut out = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.0 {
             if k != "page" && k != "api_key" {
@@ -200,24 +199,6 @@ impl Render<'_> {
     }
 }
 
-fn page_param(q: &QueryParams, key: &str, default: usize, max: usize, errors: &mut FieldErrors) -> usize {
-    let human = key.replace('_', " ");
-    match q.one(key) {
-        None => default,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(v) if v >= 1 && v <= max => v,
-            Ok(_) | Err(_) if max == usize::MAX => {
-                errors.insert(key.into(), vec![format!("The {human} field must be an integer of at least 1.")]);
-                default
-            }
-            _ => {
-                errors.insert(key.into(), vec![format!("The {human} field must be an integer between 1 and {max}.")]);
-                default
-            }
-        },
-    }
-}
-
 /// Lists published products, newest first.
 #[utoipa::path(get, path = "/api/v1/products", tag = "affiliate",
     params(
@@ -235,8 +216,7 @@ pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
     auth.require(Scope::ProductsList)?;
     let q = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
-    let page = page_param(&q, "page", 1, usize::MAX, &mut errors);
-    let per_page = page_param(&q, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE, &mut errors);
+    let paging = Page::parse(&q, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -252,25 +232,16 @@ pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
             .map(String::from)
             .collect(),
         terms: q.one("search").map(|s| s.split_whitespace().map(str::to_lowercase).collect()).unwrap_or_default(),
-        offset: (page - 1).saturating_mul(per_page),
-        limit: per_page,
+        offset: paging.offset(),
+        limit: paging.per_page,
     };
     let snapshot = state.catalogue.snapshot();
     let (items, total) = snapshot.list(&query);
     let render = Render { snapshot: &snapshot, currency, affiliate_id: auth.affiliate.id, base_url: &state.public_base_url, now: Utc::now() };
     let products: Vec<Value> = items.iter().map(|p| render.product(p)).collect();
-    let last_page = total.div_ceil(per_page).max(1);
-    let link = |n: usize| format!("{}/api/v1/products?{}", state.public_base_url, q.with_page(n));
     Ok(json::ok(json!({
         "products": products,
-        "pagination": {
-            "current_page": page,
-            "per_page": per_page,
-            "total": total,
-            "last_page": last_page,
-            "next_page_url": (page < last_page).then(|| link(page + 1)),
-            "prev_page_url": (page > 1).then(|| link((page - 1).min(last_page))),
-        }
+        "pagination": paging.block(total, &state.public_base_url, "/api/v1/products", &q),
     })))
 }
 
