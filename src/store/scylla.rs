@@ -352,7 +352,13 @@ impl ScyllaStore {
     /// Reserves the next block of a sequence: read the high-water mark, then move it with a
     /// compare-and-set, retrying when another instance won the race.
     async fn reserve_block(&self, name: &'static str) -> StoreResult<IdBlock> {
-        for _ in 0..100 {
+        for attempt in 0..100u64 {
+            if attempt > 0 {
+                // Another instance won the race: back off a random while so contenders spread
+                // out instead of colliding again.
+                let ms = rand::random_range(1..=5) * attempt.min(20);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             let current: Option<i64> = {
                 let rows = self
                     .session

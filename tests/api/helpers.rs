@@ -84,7 +84,8 @@ pub async fn scylla_settings() -> hissaback::configuration::ScyllaSettings {
         nodes: cql_nodes(),
         keyspace,
         replication_factor: 1,
-        id_block_size: 10,
+        // Dozens of test apps share the sequences; larger blocks mean fewer contended LWTs.
+        id_block_size: 100,
     };
     let mut migrated = MIGRATED.lock().await;
     if !*migrated {

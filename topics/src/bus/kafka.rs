@@ -94,11 +94,10 @@ impl EventBus for KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("partition.assignment.strategy", "cooperative-sticky")
             .create()
             .map_err(kafka_error)?;
         consumer.subscribe(&[&self.name(topic)]).map_err(kafka_error)?;
-        Ok(Box::new(KafkaSubscription { consumer, topic: topic.to_string() }))
+        Ok(Box::new(KafkaSubscription { consumer: Some(consumer), topic: topic.to_string() }))
     }
 
     async fn ping(&self) -> Result<(), BusError> {
@@ -113,14 +112,32 @@ impl EventBus for KafkaBus {
 }
 
 struct KafkaSubscription {
-    consumer: StreamConsumer,
+    /// Always `Some` until dropped (see `Drop`).
+    consumer: Option<StreamConsumer>,
     topic: String,
+}
+
+impl KafkaSubscription {
+    fn consumer(&self) -> &StreamConsumer {
+        self.consumer.as_ref().expect("present until drop")
+    }
+}
+
+/// Closing a consumer leaves its group, which can wait on the broker (and, in librdkafka, on
+/// a rebalance that never completes while the client shuts down). The close happens on a
+/// thread of its own so a stopping consumer actor, or the process, never waits for it.
+impl Drop for KafkaSubscription {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            let _ = std::thread::Builder::new().name("kafka-consumer-close".into()).spawn(move || drop(consumer));
+        }
+    }
 }
 
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
-        let msg = self.consumer.recv().await.map_err(kafka_error)?;
+        let msg = self.consumer().recv().await.map_err(kafka_error)?;
         Ok(Delivery {
             topic: self.topic.clone(),
             partition: msg.partition(),
@@ -133,7 +150,7 @@ impl Subscription for KafkaSubscription {
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
         let mut tpl = TopicPartitionList::new();
         let name = self
-            .consumer
+            .consumer()
             .subscription()
             .map_err(kafka_error)?
             .elements()
@@ -142,6 +159,6 @@ impl Subscription for KafkaSubscription {
             .unwrap_or_default();
         tpl.add_partition_offset(&name, delivery.partition, Offset::Offset(delivery.offset + 1))
             .map_err(kafka_error)?;
-        self.consumer.commit(&tpl, CommitMode::Sync).map_err(kafka_error)
+        self.consumer().commit(&tpl, CommitMode::Sync).map_err(kafka_error)
     }
 }
