@@ -17,6 +17,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use secrecy::ExposeSecret;
+use hissaback_actors::rate_limit::{Decision, Plan};
 use sha2::{Digest, Sha256};
 
 /// The custom header of the seed.
@@ -113,17 +114,73 @@ impl FromRequest for Authenticated {
         let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
-            let result = authenticate(state.clone(), raw).await;
-            match &result {
-                Ok(auth) => {
-                    req.extensions_mut().insert(auth.clone());
-                }
-                Err(e) if e.code() == "unauthenticated" => state.metrics.auth_failures.with_label_values(&["api_key"]).inc(),
-                Err(_) => {}
+            // The peer address, not a forwarded header a client could forge.
+            let ip = req.peer_addr().map(|a| a.ip());
+            if let Some(wait) = ip.and_then(|ip| state.limits.auth_blocked(ip)) {
+                state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+                return Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait));
             }
-            result
+            match authenticate(state.clone(), raw).await {
+                Ok(auth) => {
+                    let plan = Plan { per_minute: auth.key.rate_limit.per_minute, burst: auth.key.rate_limit.burst };
+                    let decision = state.limits.check(auth.key.id, plan);
+                    req.extensions_mut().insert(RateInfo(decision));
+                    if let Some(wait) = decision.retry_after_secs {
+                        state.metrics.rate_limited.with_label_values(&["key"]).inc();
+                        return Err(rate_headers(&decision)
+                            .into_iter()
+                            .fold(ApiError::rate_limited("Rate limit exceeded.", wait), |e, (k, v)| e.with_header(k, v)));
+                    }
+                    req.extensions_mut().insert(auth.clone());
+                    Ok(auth)
+                }
+                Err(e) if e.code() == "unauthenticated" => {
+                    state.metrics.auth_failures.with_label_values(&["api_key"]).inc();
+                    if let Some(wait) = ip.and_then(|ip| state.limits.auth_failed(ip)) {
+                        state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+                        return Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait));
+                    }
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
+}
+
+const TOO_MANY_FAILURES: &str = "Too many failed authentications; retry later.";
+
+/// The rate-limit outcome of this request, for the response headers.
+#[derive(Clone, Copy, Debug)]
+pub struct RateInfo(pub Decision);
+
+/// `X-RateLimit-*` and the IETF `RateLimit-Policy` / `RateLimit` fields of a decision
+/// (lower-case names: header names are case-insensitive).
+pub fn rate_headers(d: &Decision) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-ratelimit-limit", d.plan.per_minute.to_string()),
+        ("x-ratelimit-remaining", d.remaining.to_string()),
+        ("x-ratelimit-reset", d.reset_secs.to_string()),
+        ("ratelimit-policy", format!("{};w=60;burst={}", d.plan.per_minute, d.plan.burst)),
+        ("ratelimit", format!("limit={}, remaining={}, reset={}", d.plan.per_minute, d.remaining, d.reset_secs)),
+    ]
+}
+
+/// Middleware: every authenticated answer carries the key's rate-limit headers.
+pub async fn rate_limit_headers(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let info = res.request().extensions().get::<RateInfo>().copied();
+    if let Some(RateInfo(d)) = info {
+        for (name, value) in rate_headers(&d) {
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&value) {
+                res.headers_mut().insert(actix_web::http::header::HeaderName::from_static(name), v);
+            }
+        }
+    }
+    Ok(res)
 }
 
 /// The admin API's caller: proof that the admin bearer token was presented.

@@ -28,6 +28,7 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("kafka_brokers", "events.kafka.brokers"),
     ("kafka_topic_prefix", "events.kafka.topic_prefix"),
     ("geoip_db", "catalogue.geoip_db"),
+    ("auth_failures_per_minute", "auth.failures_per_minute"),
     ("webhook_allow", "webhooks.allow"),
     ("webhook_https_only", "webhooks.https_only"),
     ("webhook_retry_schedule", "webhooks.retry_schedule"),
@@ -213,6 +214,9 @@ pub struct AuthSettings {
     pub pepper: Option<SecretString>,
     /// How often the key-usage recorder writes `last_used_at`.
     pub last_used_flush_ms: u64,
+    /// Failed authentications allowed per client address per minute
+    /// (`HISSABACK_AUTH_FAILURES_PER_MINUTE`).
+    pub failures_per_minute: u32,
     /// Default grace window of a key rotation.
     pub rotation_grace_seconds: u64,
     /// Rate plan of keys issued without one.

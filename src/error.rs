@@ -37,11 +37,12 @@ pub struct ApiError {
     errors: Option<FieldErrors>,
     source: Option<anyhow::Error>,
     retry_after: Option<u64>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into(), errors: None, source: None, retry_after: None }
+        Self { status, code, message: message.into(), errors: None, source: None, retry_after: None, headers: Vec::new() }
     }
 
     /// 401 `unauthenticated` with one of the seed's messages.
@@ -115,6 +116,19 @@ impl ApiError {
         self.message = message.into();
     }
 
+    /// 429 `rate_limited` with `Retry-After`.
+    pub fn rate_limited(message: &'static str, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+
+    /// Adds a response header (rate-limit information on a 429).
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     pub fn code(&self) -> &'static str {
         self.code
     }
@@ -162,6 +176,9 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after {
             res.insert_header(("Retry-After", secs.to_string()));
+        }
+        for (name, value) in &self.headers {
+            res.insert_header((*name, value.clone()));
         }
         res.json(Envelope {
             success: false,

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// `hissaback_auth_failures_total{kind}` (`api_key`, `admin`)
     pub auth_failures: IntCounterVec,
+    /// `hissaback_rate_limited_total{kind}` (`key`, `auth_failures`)
+    pub rate_limited: IntCounterVec,
     /// Stream-consumer metrics (consumed, dead-lettered, handler errors, actor restarts).
     pub consumers: hissaback_actors::metrics::ConsumerMetrics,
     /// `hissaback_webhook_deliveries_total{event, outcome}` (`success`, `retry`, `failed`)
@@ -63,6 +65,9 @@ impl Metrics {
         for c in [Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(http_duration.clone()), Box::new(auth_failures.clone())] {
             registry.register(c).expect("metric registered once");
         }
+        let rate_limited = IntCounterVec::new(Opts::new("hissaback_rate_limited_total", "Requests refused with 429, by limit"), &["kind"])
+            .expect("valid metric");
+        registry.register(Box::new(rate_limited.clone())).expect("metric registered once");
         let consumers = hissaback_actors::metrics::ConsumerMetrics::new();
         consumers.register(&registry).expect("metric registered once");
         let webhook_deliveries = IntCounterVec::new(
@@ -112,6 +117,7 @@ impl Metrics {
             http_requests,
             http_duration,
             auth_failures,
+            rate_limited,
             consumers,
             webhook_deliveries,
             webhook_attempt_seconds,

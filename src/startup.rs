@@ -17,6 +17,7 @@ use crate::catalogue::geoip::GeoIp;
 use crate::catalogue::Catalogue;
 use crate::partner::ledger::{LedgerWriter, PostbackProcessor, StoreCampaignSource};
 use hissaback_actors::campaigns::Campaigns;
+use hissaback_actors::rate_limit::{Limits, RateLimiter};
 use crate::partner::offers::OfferCatalogue;
 use crate::partner::sync::OfferSync;
 use actix::Supervisor;
@@ -43,6 +44,7 @@ pub struct Application {
     _consumers: Vec<actix::Recipient<Stop>>,
     /// The offer feed sync actor, when a feed is configured.
     _offer_sync: Option<actix::Addr<OfferSync>>,
+    _rate_limiter: actix::Addr<RateLimiter>,
 }
 
 impl Application {
@@ -72,6 +74,8 @@ impl Application {
             .await
             .context("loading the offer catalogue")?,
         );
+        let limits = Arc::new(Limits::new(settings.auth.failures_per_minute));
+        let rate_limiter = RateLimiter::start(limits.clone(), Duration::from_secs(600));
         let webhook_allow = Allowlist::parse(&settings.webhooks.allow).map_err(anyhow::Error::msg)?;
         let dispatcher = WebhookDispatcher::start(
             Sender::new(&settings.webhooks, store.clone(), metrics.clone())?,
@@ -164,6 +168,7 @@ impl Application {
             offers,
             campaigns,
             payouts: crate::partner::payouts::from_settings(&settings.payouts)?,
+            limits: limits.clone(),
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -172,6 +177,7 @@ impl Application {
                 .app_data(extract::path_config())
                 .app_data(extract::query_config())
                 .wrap(Compress::default())
+                .wrap(from_fn(crate::auth::rate_limit_headers))
                 .wrap(from_fn(metrics::track))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -181,7 +187,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()], _offer_sync: offer_sync })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
     }
 
     pub fn port(&self) -> u16 {

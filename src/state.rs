@@ -32,4 +32,6 @@ pub struct AppState {
     pub campaigns: hissaback_actors::campaigns::Campaigns,
     /// How queued rewards are paid.
     pub payouts: Arc<dyn crate::partner::payouts::PayoutProvider>,
+    /// Rate-limit buckets (per key, and failed authentications per address).
+    pub limits: Arc<hissaback_actors::rate_limit::Limits>,
 }

@@ -7,6 +7,7 @@
 //!   restarts from the last committed offset;
 //! - [`ledger`]: the rules the ledger applies: the commission split and the reward state
 //!   machine with the double-entry legs of each transition;
+//! - [`rate_limit`]: per-key GCRA buckets and failed-authentication limits per address;
 //! - [`key_usage`]: batches "this API key was just used" notes from the request path and
 //!   writes `last_used_at` in one store call per flush, never one write per request.
 //!
@@ -24,5 +25,6 @@ pub mod key_usage;
 pub mod ledger;
 pub mod metrics;
 pub mod ports;
+pub mod rate_limit;
 
 pub use key_usage::{KeyUsage, KeyUsageRecorder};

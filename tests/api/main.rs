@@ -16,3 +16,4 @@ mod webhook_smoke;
 mod webhooks;
 mod partner;
 mod hardening;
+mod rate_limits;
