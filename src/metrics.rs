@@ -108,6 +108,23 @@ impl Metrics {
         registry.register(Box::new(offer_sync_duration.clone())).expect("metric registered once");
         registry.register(Box::new(offer_sync_last_success.clone())).expect("metric registered once");
         registry.register(Box::new(offer_sync_offers.clone())).expect("metric registered once");
+        // Series with fixed label values exist from the start, so dashboards and alerts see a
+        // zero rather than no data.
+        for kind in ["api_key", "admin"] {
+            auth_failures.with_label_values(&[kind]);
+        }
+        for kind in ["key", "auth_failures"] {
+            rate_limited.with_label_values(&[kind]);
+        }
+        for outcome in ["success", "retry", "failed"] {
+            webhook_attempt_seconds.with_label_values(&[outcome]);
+            for event in crate::webhooks::PARTNER_EVENTS {
+                webhook_deliveries.with_label_values(&[event, outcome]);
+            }
+        }
+        for outcome in ["success", "failure"] {
+            offer_sync_runs.with_label_values(&[outcome]);
+        }
         Self {
             registry,
             offer_sync_runs,

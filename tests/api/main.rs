@@ -17,3 +17,4 @@ mod webhooks;
 mod partner;
 mod hardening;
 mod rate_limits;
+mod dashboards;

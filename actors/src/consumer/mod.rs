@@ -76,7 +76,14 @@ pub struct ConsumerActor<H: EventHandler> {
 
 impl<H: EventHandler> ConsumerActor<H> {
     pub fn new(name: &'static str, bus: SharedBus, group: impl Into<String>, handler: Arc<H>, metrics: ConsumerMetrics) -> Self {
-        Self { name, bus, group: group.into(), handler, metrics, backoff: Backoff::default(), restarts: 0 }
+        let group = group.into();
+        // The consumer's series exist from the start (a zero, not no data).
+        let labels = [H::Event::TOPIC.as_str(), group.as_str()];
+        metrics.consumed.with_label_values(&labels);
+        metrics.dead_letters.with_label_values(&labels);
+        metrics.handler_errors.with_label_values(&labels);
+        metrics.restarts.with_label_values(&[name]);
+        Self { name, bus, group, handler, metrics, backoff: Backoff::default(), restarts: 0 }
     }
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
