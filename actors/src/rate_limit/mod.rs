@@ -16,6 +16,7 @@ use governor::{Quota, RateLimiter as Gcra};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -52,12 +53,14 @@ pub struct Decision {
 struct Entry {
     plan: Plan,
     bucket: Arc<Bucket>,
-    last_seen: Instant,
+    /// Milliseconds since `Limits::epoch` of the last check, updated under the read lock.
+    last_seen_ms: AtomicU64,
 }
 
 /// Buckets shared by the request path and the actor.
 pub struct Limits {
     clock: DefaultClock,
+    epoch: Instant,
     keys: RwLock<HashMap<u64, Entry>>,
     failures_per_minute: u32,
     failures: RwLock<HashMap<IpAddr, (Arc<Bucket>, Instant)>>,
@@ -73,6 +76,7 @@ impl Limits {
     pub fn new(failures_per_minute: u32) -> Self {
         Self {
             clock: DefaultClock::default(),
+            epoch: Instant::now(),
             keys: RwLock::new(HashMap::new()),
             failures_per_minute: failures_per_minute.max(1),
             failures: RwLock::new(HashMap::new()),
@@ -80,19 +84,26 @@ impl Limits {
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn bucket(&self, key_id: u64, plan: Plan) -> Arc<Bucket> {
+        let now = self.now_ms();
         if let Some(e) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&key_id) {
             if e.plan == plan {
+                e.last_seen_ms.store(now, Ordering::Relaxed);
                 return e.bucket.clone();
             }
         }
+        let fresh = || Entry { plan, bucket: Arc::new(Gcra::direct(plan.quota()).with_middleware()), last_seen_ms: AtomicU64::new(now) };
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let entry = keys.entry(key_id).or_insert_with(|| Entry { plan, bucket: Arc::new(Gcra::direct(plan.quota()).with_middleware()), last_seen: Instant::now() });
+        let entry = keys.entry(key_id).or_insert_with(fresh);
         if entry.plan != plan {
             // A changed plan starts a fresh bucket.
-            *entry = Entry { plan, bucket: Arc::new(Gcra::direct(plan.quota()).with_middleware()), last_seen: Instant::now() };
+            *entry = fresh();
         }
-        entry.last_seen = Instant::now();
+        entry.last_seen_ms.store(now, Ordering::Relaxed);
         entry.bucket.clone()
     }
 
@@ -143,8 +154,10 @@ impl Limits {
     /// Drops buckets idle for longer than `idle`; answers how many remain.
     pub fn evict_idle(&self, idle: Duration) -> usize {
         let now = Instant::now();
+        let now_ms = self.now_ms();
+        let idle_ms = idle.as_millis() as u64;
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        keys.retain(|_, e| now.duration_since(e.last_seen) < idle);
+        keys.retain(|_, e| now_ms.saturating_sub(e.last_seen_ms.load(Ordering::Relaxed)) < idle_ms);
         self.failures.write().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, seen)| now.duration_since(*seen) < idle);
         self.blocked.write().unwrap_or_else(|p| p.into_inner()).retain(|_, until| *until > now);
         keys.len()
@@ -216,10 +229,13 @@ mod tests {
     }
 
     #[test]
-    fn idle_buckets_are_evicted() {
+    fn idle_buckets_are_evicted_and_used_ones_kept() {
         let limits = Limits::new(3);
         limits.check(1, Plan { per_minute: 1, burst: 1 });
         assert_eq!(limits.tracked_keys(), 1);
+        std::thread::sleep(Duration::from_millis(30));
+        limits.check(1, Plan { per_minute: 1, burst: 1 });
+        assert_eq!(limits.evict_idle(Duration::from_millis(20)), 1, "used within the window: kept");
         assert_eq!(limits.evict_idle(Duration::ZERO), 0);
     }
 }
