@@ -36,13 +36,13 @@ pub struct ApiError {
     message: Cow<'static, str>,
     errors: Option<FieldErrors>,
     source: Option<anyhow::Error>,
-    retry_after: Option<u64>,
+    /// Extra response headers (`Retry-After`, rate-limit information).
     headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into(), errors: None, source: None, retry_after: None, headers: Vec::new() }
+        Self { status, code, message: message.into(), errors: None, source: None, headers: Vec::new() }
     }
 
     /// 401 `unauthenticated` with one of the seed's messages.
@@ -107,8 +107,7 @@ impl ApiError {
     pub fn unavailable(err: impl Into<anyhow::Error>) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable.");
         e.source = Some(err.into());
-        e.retry_after = Some(1);
-        e
+        e.with_header("retry-after", "1".into())
     }
 
     /// Replaces the human message (e.g. a seed's exact text for a 422).
@@ -118,9 +117,7 @@ impl ApiError {
 
     /// 429 `rate_limited` with `Retry-After`.
     pub fn rate_limited(message: &'static str, retry_after_secs: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
-        e.retry_after = Some(retry_after_secs);
-        e
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).with_header("retry-after", retry_after_secs.to_string())
     }
 
     /// Adds a response header (rate-limit information on a 429).
@@ -174,9 +171,6 @@ impl ResponseError for ApiError {
             tracing::error!(code = self.code, error = ?source, "request failed");
         }
         let mut res = HttpResponse::build(self.status);
-        if let Some(secs) = self.retry_after {
-            res.insert_header(("Retry-After", secs.to_string()));
-        }
         for (name, value) in &self.headers {
             res.insert_header((*name, value.clone()));
         }
