@@ -20,6 +20,19 @@ pub fn created<T: Serialize>(value: T) -> HttpResponse {
     data(StatusCode::CREATED, value)
 }
 
+/// A percentage or rate as a JSON number: whole numbers print without a fraction (`15`, not
+/// `15.0`), as the seed shows percentages.
+pub fn number(d: rust_decimal::Decimal) -> serde_json::Value {
+    use rust_decimal::prelude::ToPrimitive;
+    let n = d.normalize();
+    if n.fract().is_zero() {
+        if let Some(i) = n.to_i64() {
+            return serde_json::json!(i);
+        }
+    }
+    serde_json::json!(n.to_f64().unwrap_or_default())
+}
+
 /// ISO 8601 UTC with microseconds, as the seed shows (`2024-06-07T10:15:21.000000Z`).
 pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -66,6 +79,13 @@ pub fn opt_trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_print_without_fraction() {
+        use rust_decimal::Decimal;
+        assert_eq!(number(Decimal::new(150, 1)), serde_json::json!(15));
+        assert_eq!(number(Decimal::new(125, 1)), serde_json::json!(12.5));
+    }
 
     #[test]
     fn timestamps_have_microseconds_and_z() {

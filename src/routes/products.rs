@@ -8,7 +8,7 @@ use crate::catalogue::pricing::{convert, discounted};
 use crate::catalogue::{ListQuery, Snapshot, BUNDLE_TYPE};
 use crate::domain::Scope;
 use crate::error::{ApiError, FieldErrors};
-use crate::json;
+use crate::json::{self, number};
 use crate::routes::pagination::Page;
 use crate::state::AppState;
 use crate::store::{CouponTier, ProductRecord};
@@ -87,17 +87,6 @@ pub fn resolve_currency(state: &AppState, q: &QueryParams) -> Result<CurrencyCod
         }
     };
     Ok(from_ip.unwrap_or(requested))
-}
-
-pub fn number(d: Decimal) -> Value {
-    // Whole numbers print without a fraction (15, not 15.0), as the seed shows percentages.
-    let n = d.normalize();
-    if n.fract().is_zero() {
-        if let Some(i) = n.to_i64() {
-            return json!(i);
-        }
-    }
-    json!(n.to_f64().unwrap_or_default())
 }
 
 fn money(d: Decimal) -> Value {
@@ -277,8 +266,6 @@ mod tests {
 
     #[test]
     fn whole_numbers_print_without_fraction() {
-        assert_eq!(number(Decimal::new(150, 1)), json!(15));
-        assert_eq!(number(Decimal::new(125, 1)), json!(12.5));
         assert_eq!(money(Decimal::new(12900, 2)), json!(129.0));
     }
 }

@@ -10,7 +10,6 @@ use crate::state::AppState;
 use crate::catalogue::BUNDLE_TYPE;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use rust_decimal::prelude::ToPrimitive;
 use serde_json::{json, Value};
 
 /// The promotion type whose percentage applies site-wide.
@@ -46,13 +45,12 @@ pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
         .map(|p| render.product(p))
         .collect();
     let percentage = active.iter().find(|p| p.promotion_type == PERCENTAGE_PROMOTION).map(|p| {
-        let pct = p.percentage_off.normalize();
         json!({
             "id": p.id,
             "title": p.title,
             "text": p.text,
             "type": p.promotion_type,
-            "percentage_off": if pct.fract().is_zero() { json!(pct.to_i64()) } else { json!(pct.to_f64()) },
+            "percentage_off": json::number(p.percentage_off),
             "ends_at": p.ends_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         })
     });

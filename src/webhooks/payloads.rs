@@ -78,14 +78,13 @@ pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentCha
         }
         ContentChange::PromotionCreated { promotion_id } => {
             let Some(p) = store.promotions().await?.into_iter().find(|p| p.id == *promotion_id) else { return Ok(None) };
-            let pct = p.percentage_off.normalize();
             let object = json!({
                 "id": p.id,
                 "title": p.title,
                 "text": p.text,
                 "ends_at": p.ends_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
                 "type": p.promotion_type,
-                "details": { "percentage_off": if pct.fract().is_zero() { json!(pct.to_i64()) } else { json!(pct.to_f64()) } },
+                "details": { "percentage_off": crate::json::number(p.percentage_off) },
             });
             Ok(Some(Outgoing { event: "promotion.created", key: "promotion", object, audience: None }))
         }
