@@ -122,6 +122,7 @@ impl FromRequest for Authenticated {
             }
             match authenticate(state.clone(), raw).await {
                 Ok(auth) => {
+                    req.extensions_mut().insert(crate::usage::Caller::Key { affiliate_id: auth.affiliate.id, key_id: auth.key.id });
                     let plan = Plan { per_minute: auth.key.rate_limit.per_minute, burst: auth.key.rate_limit.burst };
                     let decision = state.limits.check(auth.key.id, plan);
                     req.extensions_mut().insert(RateInfo(decision));
@@ -148,7 +149,7 @@ impl FromRequest for Authenticated {
     }
 }
 
-const TOO_MANY_FAILURES: &str = "Too many failed authentications; retry later.";
+pub const TOO_MANY_FAILURES: &str = "Too many failed authentications; retry later.";
 
 /// The rate-limit outcome of this request, for the response headers.
 #[derive(Clone, Copy, Debug)]
@@ -219,6 +220,7 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
     // Comparing digests keeps the comparison's timing independent of the token's content.
     let same = Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.expose_secret().as_bytes());
     if same {
+        req.extensions_mut().insert(crate::usage::Caller::Admin);
         Ok(Admin)
     } else {
         Err(fail("Admin token is invalid."))

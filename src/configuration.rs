@@ -50,6 +50,19 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub partner: PartnerSettings,
     pub payouts: PayoutSettings,
+    pub usage: UsageSettings,
+}
+
+/// Usage counters and the audit log.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSettings {
+    /// How often the usage recorder writes its batches.
+    pub flush_ms: u64,
+    /// How long audit rows are kept.
+    pub audit_retention_days: u32,
+    /// Audit rows held in memory while the store is unreachable.
+    pub max_pending_audit: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -73,6 +86,8 @@ pub struct PartnerSettings {
     pub offers_feed_url: Option<String>,
     /// How often the feed is polled, e.g. `5m` (`HISSABACK_OFFERS_SYNC_INTERVAL`).
     pub offers_sync_interval: String,
+    /// Each network's postback allowance.
+    pub postback_rate_limit: RatePlanSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -312,6 +327,12 @@ impl Settings {
         }
         if self.auth.default_rate_limit.per_minute == 0 || self.auth.default_rate_limit.burst == 0 {
             return invalid("auth.default_rate_limit values must be positive");
+        }
+        if self.partner.postback_rate_limit.per_minute == 0 || self.partner.postback_rate_limit.burst == 0 {
+            return invalid("partner.postback_rate_limit values must be positive");
+        }
+        if self.usage.flush_ms == 0 || self.usage.audit_retention_days == 0 || self.usage.max_pending_audit == 0 {
+            return invalid("usage.flush_ms, audit_retention_days and max_pending_audit must be positive");
         }
         if self.auth.last_used_flush_ms == 0 {
             return invalid("auth.last_used_flush_ms must be positive");

@@ -14,7 +14,8 @@
 //! - [`accounts`]: affiliates and the lifecycle of their keys.
 //! - [`catalogue`]: pricing, currencies, the in-memory catalogue snapshot and its actor.
 //! - [`store`]: the storage trait and its backends; [`events`]: the event bus backend.
-//! - [`metrics`]: Prometheus metrics and the request middleware.
+//! - [`metrics`]: Prometheus metrics and the request middleware; [`usage`]: what that
+//!   middleware counts and audits for every API call.
 //! - [`webhooks`]: webhook events, payloads, the private-address guard and the dispatcher.
 //! - [`partner`]: the partner flow's offer catalogue and tracking-URL macros.
 //! - [`demo`]: the demo data set.
@@ -38,5 +39,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod usage;
 pub mod validation;
 pub mod webhooks;

@@ -19,9 +19,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `hissaback_http_request_duration_seconds{method, route}`
     pub http_duration: HistogramVec,
-    /// `hissaback_auth_failures_total{kind}` (`api_key`, `admin`)
+    /// `hissaback_auth_failures_total{kind}` (`api_key`, `admin`, `postback_token`)
     pub auth_failures: IntCounterVec,
-    /// `hissaback_rate_limited_total{kind}` (`key`, `auth_failures`)
+    /// `hissaback_rate_limited_total{kind}` (`key`, `network`, `auth_failures`)
     pub rate_limited: IntCounterVec,
     /// Stream-consumer metrics (consumed, dead-lettered, handler errors, actor restarts).
     pub consumers: hissaback_actors::metrics::ConsumerMetrics,
@@ -41,6 +41,8 @@ pub struct Metrics {
     pub offer_sync_last_success: prometheus::Gauge,
     /// `hissaback_offer_sync_feed_offers`: offers in the last feed read
     pub offer_sync_offers: prometheus::IntGauge,
+    /// The usage recorder's flushes and audit queue.
+    pub usage: hissaback_actors::usage::UsageMetrics,
 }
 
 impl Metrics {
@@ -108,12 +110,15 @@ impl Metrics {
         registry.register(Box::new(offer_sync_duration.clone())).expect("metric registered once");
         registry.register(Box::new(offer_sync_last_success.clone())).expect("metric registered once");
         registry.register(Box::new(offer_sync_offers.clone())).expect("metric registered once");
+        let usage = hissaback_actors::usage::UsageMetrics::new();
+        usage.register(&registry).expect("metric registered once");
+        registry.register(Box::new(crate::store::STORE_SECONDS.clone())).expect("metric registered once");
         // Series with fixed label values exist from the start, so dashboards and alerts see a
         // zero rather than no data.
-        for kind in ["api_key", "admin"] {
+        for kind in ["api_key", "admin", "postback_token"] {
             auth_failures.with_label_values(&[kind]);
         }
-        for kind in ["key", "auth_failures"] {
+        for kind in ["key", "network", "auth_failures"] {
             rate_limited.with_label_values(&[kind]);
         }
         for outcome in ["success", "retry", "failed"] {
@@ -127,6 +132,7 @@ impl Metrics {
         }
         Self {
             registry,
+            usage,
             offer_sync_runs,
             offer_sync_duration,
             offer_sync_last_success,
@@ -165,7 +171,7 @@ fn sane_request_id(v: &HeaderValue) -> Option<HeaderValue> {
 /// Middleware: request id in and out, request count and latency by route pattern.
 pub async fn track(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let metrics = req.app_data::<web::Data<crate::state::AppState>>().map(|s| s.metrics.clone());
+    let state = req.app_data::<web::Data<crate::state::AppState>>().cloned();
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -174,14 +180,16 @@ pub async fn track(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<
     req.extensions_mut().insert(RequestId(request_id.to_str().unwrap_or_default().to_string()));
     let method = req.method().to_string();
     let mut res = next.call(req).await?;
-    res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), request_id);
-    if let Some(m) = metrics {
+    if let Some(state) = state {
         // Unmatched paths share one label so scanners cannot explode the series count.
         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
         let status = res.status().as_u16().to_string();
-        m.http_requests.with_label_values(&[&method, &route, &status]).inc();
-        m.http_duration.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        state.metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
+        state.metrics.http_duration.with_label_values(&[&method, &route]).observe(elapsed.as_secs_f64());
+        crate::usage::record(&state, &res, &route, request_id.to_str().unwrap_or_default(), elapsed);
     }
+    res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), request_id);
     Ok(res)
 }
 

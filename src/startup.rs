@@ -27,6 +27,7 @@ use crate::webhooks::guard::Allowlist;
 use crate::webhooks::sender::Sender;
 use crate::webhooks::WebhookDispatcher;
 use hissaback_actors::consumer::{ConsumerActor, Stop};
+use hissaback_actors::usage::{Usage, UsageRecorder};
 use hissaback_actors::{KeyUsage, KeyUsageRecorder};
 use secrecy::SecretString;
 use std::net::TcpListener;
@@ -39,6 +40,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     key_usage: KeyUsage,
+    usage: Usage,
     /// Addresses of the stream consumers: supervisors restart an actor only while its
     /// address is held.
     _consumers: Vec<actix::Recipient<Stop>>,
@@ -136,6 +138,15 @@ impl Application {
             Arc::new(StoreKeyUsageSink(store.clone())),
             Duration::from_millis(settings.auth.last_used_flush_ms),
         );
+        let usage = UsageRecorder::start(
+            Arc::new(store::StoreUsageSink {
+                store: store.clone(),
+                audit_retention: Duration::from_secs(u64::from(settings.usage.audit_retention_days) * 86_400),
+            }),
+            Duration::from_millis(settings.usage.flush_ms),
+            settings.usage.max_pending_audit,
+            metrics.usage.clone(),
+        );
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let local = listener.local_addr()?;
@@ -159,6 +170,7 @@ impl Application {
             bus,
             hasher: KeyHasher::new(pepper),
             key_usage: key_usage.clone(),
+            usage: usage.clone(),
             public_base_url,
             metrics,
             catalogue,
@@ -187,7 +199,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
     }
 
     pub fn port(&self) -> u16 {
@@ -209,6 +221,9 @@ impl Application {
         self.server.await?;
         if let Err(e) = self.key_usage.flush().await {
             tracing::warn!(error = %e, "final last_used_at flush failed");
+        }
+        if let Err(e) = self.usage.flush().await {
+            tracing::warn!(error = %e, "final usage and audit flush failed");
         }
         tracing::info!("stopped");
         Ok(())

@@ -15,6 +15,8 @@ pub struct AppState {
     pub bus: SharedBus,
     pub hasher: KeyHasher,
     pub key_usage: KeyUsage,
+    /// Usage counters, campaign clicks and the audit log (batched by the usage recorder).
+    pub usage: hissaback_actors::usage::Usage,
     pub admin_token: Option<SecretString>,
     /// Base of every URL the service hands out, without a trailing slash.
     pub public_base_url: String,

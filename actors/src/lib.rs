@@ -9,7 +9,9 @@
 //!   machine with the double-entry legs of each transition;
 //! - [`rate_limit`]: per-key GCRA buckets and failed-authentication limits per address;
 //! - [`key_usage`]: batches "this API key was just used" notes from the request path and
-//!   writes `last_used_at` in one store call per flush, never one write per request.
+//!   writes `last_used_at` in one store call per flush, never one write per request;
+//! - [`usage`]: usage counters (per key, minute, route, status class), campaign clicks and
+//!   the audit log, written in batches.
 //!
 //! Later issues add the rate limiter, campaign registry, webhook dispatcher and the stream
 //! consumers here, each in a folder of its own (`mod.rs` for state and plain methods,
@@ -26,5 +28,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod ports;
 pub mod rate_limit;
+pub mod usage;
 
 pub use key_usage::{KeyUsage, KeyUsageRecorder};

@@ -13,6 +13,7 @@ pub mod postbacks;
 pub mod products;
 pub mod promotions;
 pub mod rewards;
+pub mod stats;
 pub mod webhooks;
 
 use crate::error::ApiError;
@@ -22,7 +23,7 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
         .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure).configure(webhooks::affiliate))
-        .service(web::scope("/v1").configure(webhooks::partner).configure(partner::configure).configure(postbacks::configure).configure(rewards::configure))
+        .service(web::scope("/v1").configure(webhooks::partner).configure(partner::configure).configure(postbacks::configure).configure(rewards::configure).configure(stats::configure))
         .configure(clicks::configure)
         .service(web::scope("/admin/v1").configure(admin::configure))
         .route("/openapi.json", web::get().to(openapi::document));

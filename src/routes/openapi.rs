@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{postbacks, rewards, clicks, partner, webhooks, admin, blogs, categories, health, ping, products, promotions};
+use crate::routes::{postbacks, rewards, clicks, partner, webhooks, admin, blogs, categories, health, ping, products, promotions, stats};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         health::healthz, health::readyz, health::metrics,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::redeliver, webhooks::rotate_secret, webhooks::enable,
         postbacks::receive, rewards::user_rewards, admin::rewards::pay,
+        stats::usage, stats::campaigns, stats::payouts, stats::audit, admin::audit::audit,
         partner::offers, partner::create_campaign, partner::create_link, clicks::redirect,
         admin::partners::create_brand, admin::partners::create_offer, admin::partners::create_network,
         ping::test, categories::list, products::list, products::show, promotions::list,

@@ -3,13 +3,18 @@
 //! POST, a form or JSON body: `click_id`, `txn_id`, `payout` (or `commission`), `currency`,
 //! `status` (`pending`, `approved`, `rejected`, `reversed`), `goal`. The answer is 200 only
 //! once the postback is durable on the `postbacks` topic; a repeated postback is harmless.
+//!
+//! Each network has its own rate limit (`partner.postback_rate_limit`, far above API keys'
+//! plans) with the same headers and 429 as keys; wrong tokens count against the caller's
+//! address like wrong API keys.
 
 use crate::error::{ApiError, FieldErrors};
 use crate::extract::parse_json;
 use crate::json;
 use crate::state::AppState;
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use hissaback_actors::rate_limit::Plan;
 use hissaback_topics::bus::publish_event;
 use hissaback_topics::events::{PostbackReceived, PostbackStatus};
 use hissaback_topics::{CurrencyCode, Money};
@@ -80,14 +85,38 @@ fn id_like(v: &str, max: usize) -> bool {
         ("goal" = Option<String>, Query, description = "conversion goal"),
     ),
     request_body(content = String, description = "optional form or JSON parameters (POST)"),
-    responses((status = 200, description = "accepted and durable"), (status = 401, description = "Postback token is missing. / Postback token is invalid."), (status = 422)))]
+    responses((status = 200, description = "accepted and durable"), (status = 401, description = "Postback token is missing. / Postback token is invalid."), (status = 422), (status = 429, description = "Postback rate limit exceeded. (per network) / Too many failed authentications; retry later. (per address)")))]
 pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let ip = req.peer_addr().map(|a| a.ip());
+    if let Some(wait) = ip.and_then(|ip| state.limits.auth_blocked(ip)) {
+        state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+        return Err(ApiError::rate_limited(crate::auth::TOO_MANY_FAILURES, wait));
+    }
     let p = params(&req, &body)?;
     let token = p.get("token").map(|t| t.trim()).filter(|t| !t.is_empty());
-    let network = match token {
-        None => return Err(ApiError::unauthenticated("Postback token is missing.")),
-        Some(t) => state.store.network_by_token(t).await?.ok_or_else(|| ApiError::unauthenticated("Postback token is invalid."))?,
+    let found = match token {
+        None => None,
+        Some(t) => state.store.network_by_token(t).await?,
     };
+    let Some(network) = found else {
+        // Wrong tokens count against the address like wrong API keys: no brute force.
+        state.metrics.auth_failures.with_label_values(&["postback_token"]).inc();
+        if let Some(wait) = ip.and_then(|ip| state.limits.auth_failed(ip)) {
+            state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+            return Err(ApiError::rate_limited(crate::auth::TOO_MANY_FAILURES, wait));
+        }
+        return Err(ApiError::unauthenticated(if token.is_none() { "Postback token is missing." } else { "Postback token is invalid." }));
+    };
+    req.extensions_mut().insert(crate::usage::Caller::Network { network_id: network.id });
+    let limit = state.settings.partner.postback_rate_limit;
+    let decision = state.limits.check_network(network.id, Plan { per_minute: limit.per_minute, burst: limit.burst });
+    req.extensions_mut().insert(crate::auth::RateInfo(decision));
+    if let Some(wait) = decision.retry_after_secs {
+        state.metrics.rate_limited.with_label_values(&["network"]).inc();
+        return Err(crate::auth::rate_headers(&decision)
+            .into_iter()
+            .fold(ApiError::rate_limited("Postback rate limit exceeded.", wait), |e, (k, v)| e.with_header(k, v)));
+    }
     let get = |k: &str| p.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let mut errors = FieldErrors::new();
     let mut need = |field: &str, ok: bool, message: &str| {

@@ -10,8 +10,9 @@
 //! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
 //! only for the statement itself.
 
-use super::{AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, ConversionRecord, LinkRecord, NetworkRecord, OfferRecord, PostingRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
+use super::{AuditEntry, ClickCell, UsageCell, UsageCounts, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, ConversionRecord, LinkRecord, NetworkRecord, OfferRecord, PostingRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
 use hissaback_actors::ports::KeyLastUsed;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
@@ -66,6 +67,27 @@ CREATE TABLE IF NOT EXISTS conversions (
 );
 CREATE INDEX IF NOT EXISTS rewards_by_user ON conversions (affiliate_id, tenant_id, user_id);
 CREATE TABLE IF NOT EXISTS postings (conversion_id INTEGER NOT NULL, leg TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conversion_id, leg)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_counters (
+    affiliate_id INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    route TEXT NOT NULL,
+    status_class TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    rate_limited INTEGER NOT NULL,
+    PRIMARY KEY (affiliate_id, minute, key_id, route, status_class)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS campaign_clicks (
+    affiliate_id INTEGER NOT NULL,
+    campaign_id INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    clicks INTEGER NOT NULL,
+    PRIMARY KEY (affiliate_id, campaign_id, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_log (seq INTEGER PRIMARY KEY, affiliate_id INTEGER NOT NULL, at INTEGER NOT NULL, expires_at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_affiliate ON audit_log (affiliate_id, at);
+CREATE INDEX IF NOT EXISTS audit_by_expiry ON audit_log (expires_at);
+CREATE INDEX IF NOT EXISTS campaigns_by_affiliate ON campaigns (affiliate_id, id);
 CREATE TABLE IF NOT EXISTS keyed_docs (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
 "#;
 
@@ -102,7 +124,10 @@ impl EmbeddedStore {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard).map_err(sqlite_error)
+            let started = std::time::Instant::now();
+            let result = f(&mut guard).map_err(sqlite_error);
+            super::observe_store("embedded", started);
+            result
         })
         .await
         .map_err(|e| StoreError::Other(e.into()))?
@@ -641,6 +666,140 @@ impl Store for EmbeddedStore {
             .with(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM postings WHERE conversion_id = ?1 ORDER BY leg")?;
                 let rows = stmt.query_map(params![conversion_id as i64], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn campaigns_of(&self, affiliate_id: u64) -> StoreResult<Vec<CampaignRecord>> {
+        self.owned_docs("campaigns", affiliate_id).await
+    }
+
+    async fn conversions_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ConversionRecord>> {
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE affiliate_id = ?1")?;
+                let rows = stmt.query_map(params![affiliate_id as i64], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        let mut out: Vec<ConversionRecord> = bodies.iter().map(|b| from_json(b)).collect::<StoreResult<_>>()?;
+        out.sort_by_key(|c| (c.campaign_id, c.id));
+        Ok(out)
+    }
+
+    async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> StoreResult<()> {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(c, n)| (c.affiliate_id as i64, c.minute.timestamp(), c.key_id as i64, c.route.clone(), c.status_class.clone(), n.requests as i64, n.rate_limited as i64))
+            .collect();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO usage_counters (affiliate_id, minute, key_id, route, status_class, requests, rate_limited)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, rate_limited = rate_limited + excluded.rate_limited",
+                )?;
+                for r in &rows {
+                    stmt.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn usage_of(&self, affiliate_id: u64, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<(UsageCell, UsageCounts)>> {
+        let rows: Vec<(i64, i64, String, String, i64, i64)> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT minute, key_id, route, status_class, requests, rate_limited FROM usage_counters
+                     WHERE affiliate_id = ?1 AND minute >= ?2 AND minute < ?3 ORDER BY minute, key_id, route, status_class",
+                )?;
+                let rows = stmt.query_map(params![affiliate_id as i64, from.timestamp(), to.timestamp()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(minute, key_id, route, status_class, requests, rate_limited)| {
+                let minute = DateTime::from_timestamp(minute, 0).ok_or_else(|| StoreError::Corrupt(format!("usage minute {minute}")))?;
+                Ok((
+                    UsageCell { affiliate_id, minute, key_id: key_id as u64, route, status_class },
+                    UsageCounts { requests: requests as u64, rate_limited: rate_limited as u64 },
+                ))
+            })
+            .collect()
+    }
+
+    async fn add_clicks(&self, batch: &[(ClickCell, u64)]) -> StoreResult<()> {
+        let rows: Vec<_> = batch.iter().map(|(c, n)| (c.affiliate_id as i64, c.campaign_id as i64, c.day.to_string(), *n as i64)).collect();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO campaign_clicks (affiliate_id, campaign_id, day, clicks) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO UPDATE SET clicks = clicks + excluded.clicks",
+                )?;
+                for r in &rows {
+                    stmt.execute(params![r.0, r.1, r.2, r.3])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn clicks_of(&self, affiliate_id: u64) -> StoreResult<Vec<(ClickCell, u64)>> {
+        let rows: Vec<(i64, String, i64)> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT campaign_id, day, clicks FROM campaign_clicks WHERE affiliate_id = ?1 ORDER BY campaign_id, day")?;
+                let rows = stmt.query_map(params![affiliate_id as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(campaign_id, day, clicks)| {
+                let day = NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((ClickCell { affiliate_id, campaign_id: campaign_id as u64, day }, clicks as u64))
+            })
+            .collect()
+    }
+
+    async fn append_audit(&self, batch: &[AuditEntry], retention: std::time::Duration) -> StoreResult<()> {
+        let now = Utc::now().timestamp();
+        let keep = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 2);
+        let rows: Vec<_> = batch.iter().map(|e| (e.affiliate_id as i64, e.at.timestamp_micros(), e.at.timestamp().saturating_add(keep), to_json(e))).collect();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("INSERT INTO audit_log (affiliate_id, at, expires_at, body) VALUES (?1, ?2, ?3, ?4)")?;
+                for r in &rows {
+                    stmt.execute(params![r.0, r.1, r.2, r.3])?;
+                }
+                // The TTL of the embedded backend: expired rows go with each batch.
+                tx.prepare_cached("DELETE FROM audit_log WHERE expires_at <= ?1")?.execute(params![now])?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn audit_of(&self, affiliate_id: u64, day: NaiveDate, limit: usize) -> StoreResult<Vec<AuditEntry>> {
+        let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros()).unwrap_or_default();
+        let end = start + 86_400_000_000;
+        let now = Utc::now().timestamp();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT body FROM audit_log WHERE affiliate_id = ?1 AND at >= ?2 AND at < ?3 AND expires_at > ?4
+                     ORDER BY at DESC, seq DESC LIMIT ?5",
+                )?;
+                let rows = stmt.query_map(params![affiliate_id as i64, start, end, now, limit], |r| r.get(0))?;
                 rows.collect()
             })
             .await?;

@@ -16,11 +16,33 @@ pub mod scylla;
 use crate::configuration::{Settings, StoreBackend};
 use crate::domain::{KeyKind, Scope};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+pub use hissaback_actors::ports::{AuditActor, AuditEntry, ClickCell, UsageCell, UsageCounts};
 use hissaback_actors::ports::{KeyLastUsed, KeyUsageSink};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// `hissaback_store_operation_duration_seconds{backend}`: every statement (or, embedded,
+/// every transaction) a backend runs. One process-wide histogram, registered by each
+/// application's [`crate::metrics::Metrics`].
+pub static STORE_SECONDS: std::sync::LazyLock<prometheus::HistogramVec> = std::sync::LazyLock::new(|| {
+    let h = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("hissaback_store_operation_duration_seconds", "Time of store statements, by backend")
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        &["backend"],
+    )
+    .expect("valid metric");
+    for backend in ["embedded", "scylla"] {
+        h.with_label_values(&[backend]);
+    }
+    h
+});
+
+/// Times one store statement into [`STORE_SECONDS`].
+pub(crate) fn observe_store(backend: &str, started: std::time::Instant) {
+    STORE_SECONDS.with_label_values(&[backend]).observe(started.elapsed().as_secs_f64());
+}
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -521,6 +543,27 @@ pub trait Store: Send + Sync + 'static {
     /// Writes postings; a posting with the same (conversion, leg) is replaced, not added.
     async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()>;
     async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>>;
+
+    // Partner stats.
+    /// The partner's campaigns, by id.
+    async fn campaigns_of(&self, affiliate_id: u64) -> StoreResult<Vec<CampaignRecord>>;
+    /// The partner's conversions (every campaign), by campaign then id.
+    async fn conversions_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ConversionRecord>>;
+
+    // Usage counters, clicks and the audit log (written in batches by the usage recorder).
+    /// Adds to the usage counters (ScyllaDB counter columns; not idempotent, and need not be:
+    /// they feed stats and dashboards, never money).
+    async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> StoreResult<()>;
+    /// The partner's counters with `from <= minute < to` (callers bound the range to weeks).
+    async fn usage_of(&self, affiliate_id: u64, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<(UsageCell, UsageCounts)>>;
+    /// Adds clicks per campaign and day.
+    async fn add_clicks(&self, batch: &[(ClickCell, u64)]) -> StoreResult<()>;
+    /// The partner's click counters, every campaign and day.
+    async fn clicks_of(&self, affiliate_id: u64) -> StoreResult<Vec<(ClickCell, u64)>>;
+    /// Appends audit rows kept for `retention` (a TTL), then gone.
+    async fn append_audit(&self, batch: &[AuditEntry], retention: std::time::Duration) -> StoreResult<()>;
+    /// The newest audit rows of one affiliate (0: admin, networks, anonymous) on one UTC day.
+    async fn audit_of(&self, affiliate_id: u64, day: NaiveDate, limit: usize) -> StoreResult<Vec<AuditEntry>>;
 }
 
 /// The store behind an `Arc`, as the rest of the service holds it.
@@ -536,6 +579,25 @@ pub async fn open(settings: &Settings) -> anyhow::Result<SharedStore> {
 
 /// Lets the key-usage recorder write through any store.
 pub struct StoreKeyUsageSink(pub SharedStore);
+
+/// The usage recorder's port, over the store; audit rows are kept for `audit_retention`.
+pub struct StoreUsageSink {
+    pub store: SharedStore,
+    pub audit_retention: std::time::Duration,
+}
+
+#[async_trait]
+impl hissaback_actors::ports::UsageSink for StoreUsageSink {
+    async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> anyhow::Result<()> {
+        Ok(self.store.add_usage(batch).await?)
+    }
+    async fn add_clicks(&self, batch: &[(ClickCell, u64)]) -> anyhow::Result<()> {
+        Ok(self.store.add_clicks(batch).await?)
+    }
+    async fn append_audit(&self, batch: &[AuditEntry]) -> anyhow::Result<()> {
+        Ok(self.store.append_audit(batch, self.audit_retention).await?)
+    }
+}
 
 #[async_trait]
 impl KeyUsageSink for StoreKeyUsageSink {

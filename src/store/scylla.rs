@@ -13,7 +13,7 @@
 //! Scylla-only table options.
 
 use super::{
-    AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, ConversionRecord, DeliveryRecord, LinkRecord, PostingRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
+    AuditEntry, ClickCell, UsageCell, UsageCounts, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, ConversionRecord, DeliveryRecord, LinkRecord, PostingRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
     PromotionRecord, Sequence, Store, StoreError, StoreResult, WebhookRecord,
 };
 use crate::configuration::ScyllaSettings;
@@ -60,6 +60,10 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_shard (shard int, id bigint, PRIMARY KEY (shard, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.rewards_by_user (affiliate_id bigint, tenant_id text, user_id text, conversion_id bigint, PRIMARY KEY ((affiliate_id, tenant_id, user_id), conversion_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.postings (conversion_id bigint, leg text, body text, PRIMARY KEY (conversion_id, leg))",
+    "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_affiliate (affiliate_id bigint, campaign_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, campaign_id, id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.usage_counters (affiliate_id bigint, day date, minute timestamp, key_id bigint, route text, status_class text, requests counter, rate_limited counter, PRIMARY KEY ((affiliate_id, day), minute, key_id, route, status_class))",
+    "CREATE TABLE IF NOT EXISTS {ks}.campaign_clicks (affiliate_id bigint, campaign_id bigint, day date, clicks counter, PRIMARY KEY (affiliate_id, campaign_id, day))",
+    "CREATE TABLE IF NOT EXISTS {ks}.audit_log (affiliate_id bigint, day date, at timestamp, request_id text, body text, PRIMARY KEY ((affiliate_id, day), at, request_id)) WITH CLUSTERING ORDER BY (at DESC, request_id ASC)",
 ];
 
 /// Pending deliveries are indexed over this many partitions (`webhook_id % PENDING_SHARDS`).
@@ -76,6 +80,9 @@ const PRODUCT_BUCKETS: i32 = 16;
 fn bucket_of(product_id: i64) -> i32 {
     (product_id % i64::from(PRODUCT_BUCKETS)) as i32
 }
+
+/// Writes of a batch run concurrently, this many at a time.
+const WRITE_CHUNK: usize = 64;
 
 fn driver_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     // Connection-level trouble is worth a retry; the driver's Display says which it is.
@@ -187,6 +194,15 @@ struct Statements {
     reward_user_list: PreparedStatement,
     posting_put: PreparedStatement,
     posting_list: PreparedStatement,
+    campaign_list: PreparedStatement,
+    conversion_affiliate_put: PreparedStatement,
+    conversion_affiliate_list: PreparedStatement,
+    usage_add: PreparedStatement,
+    usage_list: PreparedStatement,
+    clicks_add: PreparedStatement,
+    clicks_list: PreparedStatement,
+    audit_put: PreparedStatement,
+    audit_list: PreparedStatement,
 }
 
 /// A block of ids reserved with one lightweight transaction: `next..end`.
@@ -205,8 +221,20 @@ pub struct ScyllaStore {
 }
 
 impl ScyllaStore {
+    /// Runs one prepared statement, timed into the store-latency histogram.
+    async fn exec(
+        &self,
+        st: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<scylla::response::query_result::QueryResult, scylla::errors::ExecutionError> {
+        let started = std::time::Instant::now();
+        let result = self.session.execute_unpaged(st, values).await;
+        super::observe_store("scylla", started);
+        result
+    }
+
     async fn ids(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Vec<i64>> {
-        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let rows = self.exec(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
         rows.rows::<(i64,)>().map_err(driver_error)?.map(|r| r.map(|(v,)| v).map_err(driver_error)).collect()
     }
 
@@ -289,6 +317,23 @@ impl ScyllaStore {
             reward_user_list: prepare("SELECT conversion_id FROM {ks}.rewards_by_user WHERE affiliate_id = ? AND tenant_id = ? AND user_id = ?").await?,
             posting_put: prepare("INSERT INTO {ks}.postings (conversion_id, leg, body) VALUES (?, ?, ?)").await?,
             posting_list: prepare("SELECT body FROM {ks}.postings WHERE conversion_id = ?").await?,
+            campaign_list: prepare("SELECT body FROM {ks}.campaigns WHERE affiliate_id = ?").await?,
+            conversion_affiliate_put: prepare("INSERT INTO {ks}.conversions_by_affiliate (affiliate_id, campaign_id, id, body) VALUES (?, ?, ?, ?)").await?,
+            conversion_affiliate_list: prepare("SELECT body FROM {ks}.conversions_by_affiliate WHERE affiliate_id = ?").await?,
+            usage_add: prepare(
+                "UPDATE {ks}.usage_counters SET requests = requests + ?, rate_limited = rate_limited + ? \
+                 WHERE affiliate_id = ? AND day = ? AND minute = ? AND key_id = ? AND route = ? AND status_class = ?",
+            )
+            .await?,
+            usage_list: prepare(
+                "SELECT minute, key_id, route, status_class, requests, rate_limited FROM {ks}.usage_counters \
+                 WHERE affiliate_id = ? AND day = ? AND minute >= ? AND minute < ?",
+            )
+            .await?,
+            clicks_add: prepare("UPDATE {ks}.campaign_clicks SET clicks = clicks + ? WHERE affiliate_id = ? AND campaign_id = ? AND day = ?").await?,
+            clicks_list: prepare("SELECT campaign_id, day, clicks FROM {ks}.campaign_clicks WHERE affiliate_id = ?").await?,
+            audit_put: prepare("INSERT INTO {ks}.audit_log (affiliate_id, day, at, request_id, body) VALUES (?, ?, ?, ?, ?) USING TTL ?").await?,
+            audit_list: prepare("SELECT body FROM {ks}.audit_log WHERE affiliate_id = ? AND day = ? LIMIT ?").await?,
         };
         Ok(Self {
             session,
@@ -300,7 +345,7 @@ impl ScyllaStore {
 
     /// Reads the single text column of at most one row.
     async fn one_text(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Option<String>> {
-        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let rows = self.exec(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
         let row = rows.maybe_first_row::<(Option<String>,)>().map_err(driver_error)?;
         Ok(row.and_then(|(v,)| v))
     }
@@ -311,7 +356,7 @@ impl ScyllaStore {
 
     /// Every document (`body` column) a statement returns, in clustering order.
     async fn docs<T: DeserializeOwned>(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Vec<T>> {
-        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let rows = self.exec(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
         rows.rows::<(String,)>()
             .map_err(driver_error)?
             .map(|r| r.map_err(driver_error).and_then(|(b,)| from_json(&b)))
@@ -320,12 +365,12 @@ impl ScyllaStore {
 
     /// The single bigint column of at most one row.
     async fn one_id(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Option<i64>> {
-        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let rows = self.exec(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
         Ok(rows.maybe_first_row::<(Option<i64>,)>().map_err(driver_error)?.and_then(|(v,)| v))
     }
 
     async fn write(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<()> {
-        self.session.execute_unpaged(st, values).await.map_err(driver_error)?;
+        self.exec(st, values).await.map_err(driver_error)?;
         Ok(())
     }
 
@@ -333,7 +378,7 @@ impl ScyllaStore {
     /// `[applied]` when it did and adds the current row when not; ScyllaDB always adds the
     /// row; so the column is found by name.
     async fn lwt(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<bool> {
-        let rows = self.session.execute_unpaged(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let rows = self.exec(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
         let index = rows
             .column_specs()
             .iter()
@@ -361,8 +406,7 @@ impl ScyllaStore {
             }
             let current: Option<i64> = {
                 let rows = self
-                    .session
-                    .execute_unpaged(&self.st.seq_get, (name,))
+                    .exec(&self.st.seq_get, (name,))
                     .await
                     .map_err(driver_error)?
                     .into_rows_result()
@@ -382,8 +426,7 @@ impl ScyllaStore {
 
     async fn key_rows(&self, id: i64) -> StoreResult<Option<ApiKeyRecord>> {
         let rows = self
-            .session
-            .execute_unpaged(&self.st.key_get, (id,))
+            .exec(&self.st.key_get, (id,))
             .await
             .map_err(driver_error)?
             .into_rows_result()
@@ -461,8 +504,7 @@ impl Store for ScyllaStore {
 
     async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let rows = self
-            .session
-            .execute_unpaged(&self.st.key_hash_get, (hash,))
+            .exec(&self.st.key_hash_get, (hash,))
             .await
             .map_err(driver_error)?
             .into_rows_result()
@@ -479,8 +521,7 @@ impl Store for ScyllaStore {
 
     async fn keys_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows = self
-            .session
-            .execute_unpaged(&self.st.key_affiliate_list, (id(affiliate_id),))
+            .exec(&self.st.key_affiliate_list, (id(affiliate_id),))
             .await
             .map_err(driver_error)?
             .into_rows_result()
@@ -630,8 +671,7 @@ impl Store for ScyllaStore {
         let mut out = Vec::new();
         for shard in 0..PENDING_SHARDS {
             let rows = self
-                .session
-                .execute_unpaged(&self.st.pending_shard, (shard,))
+                .exec(&self.st.pending_shard, (shard,))
                 .await
                 .map_err(driver_error)?
                 .into_rows_result()
@@ -703,12 +743,14 @@ impl Store for ScyllaStore {
     async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
         let cid = id(c.id);
         // Index rows and the row itself are independent idempotent writes: sent together.
-        let (a, b, d) = tokio::join!(
+        let body = to_json(c);
+        let (a, b, d, e) = tokio::join!(
             self.write(&self.st.conversion_shard_put, ((cid % i64::from(PENDING_SHARDS)) as i32, cid)),
             self.write(&self.st.reward_user_put, (id(c.affiliate_id), c.tenant_id.as_str(), c.user_id.as_str(), cid)),
-            self.write(&self.st.conversion_put, (cid, to_json(c))),
+            self.write(&self.st.conversion_affiliate_put, (id(c.affiliate_id), id(c.campaign_id), cid, body.as_str())),
+            self.write(&self.st.conversion_put, (cid, body.as_str())),
         );
-        a.and(b).and(d)
+        a.and(b).and(d).and(e)
     }
 
     async fn get_conversion(&self, conversion_id: u64) -> StoreResult<Option<ConversionRecord>> {
@@ -745,5 +787,96 @@ impl Store for ScyllaStore {
 
     async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>> {
         self.docs(&self.st.posting_list, (id(conversion_id),)).await
+    }
+
+    async fn campaigns_of(&self, affiliate_id: u64) -> StoreResult<Vec<CampaignRecord>> {
+        self.docs(&self.st.campaign_list, (id(affiliate_id),)).await
+    }
+
+    async fn conversions_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ConversionRecord>> {
+        self.docs(&self.st.conversion_affiliate_list, (id(affiliate_id),)).await
+    }
+
+    async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> StoreResult<()> {
+        // Counter updates cannot be batched across partitions cheaply; they go concurrently.
+        for chunk in batch.chunks(WRITE_CHUNK) {
+            let writes = chunk.iter().map(|(c, n)| {
+            self.write(
+                &self.st.usage_add,
+                (
+                    n.requests as i64,
+                    n.rate_limited as i64,
+                    id(c.affiliate_id),
+                    c.minute.date_naive(),
+                    c.minute,
+                    id(c.key_id),
+                    c.route.as_str(),
+                    c.status_class.as_str(),
+                ),
+            )
+            });
+            futures_util::future::join_all(writes).await.into_iter().collect::<StoreResult<()>>()?;
+        }
+        Ok(())
+    }
+
+    async fn usage_of(&self, affiliate_id: u64, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<(UsageCell, UsageCounts)>> {
+        let mut out = Vec::new();
+        let mut day = from.date_naive();
+        while day <= to.date_naive() {
+            let rows = self
+                .exec(&self.st.usage_list, (id(affiliate_id), day, from, to))
+                .await
+                .map_err(driver_error)?
+                .into_rows_result()
+                .map_err(driver_error)?;
+            for row in rows.rows::<(DateTime<Utc>, i64, String, String, Option<scylla::value::Counter>, Option<scylla::value::Counter>)>().map_err(driver_error)? {
+                let (minute, key_id, route, status_class, requests, rate_limited) = row.map_err(driver_error)?;
+                out.push((
+                    UsageCell { affiliate_id, minute, key_id: key_id as u64, route, status_class },
+                    UsageCounts { requests: requests.map_or(0, |c| c.0.max(0) as u64), rate_limited: rate_limited.map_or(0, |c| c.0.max(0) as u64) },
+                ));
+            }
+            day = match day.succ_opt() {
+                Some(d) => d,
+                None => break,
+            };
+        }
+        Ok(out)
+    }
+
+    async fn add_clicks(&self, batch: &[(ClickCell, u64)]) -> StoreResult<()> {
+        for chunk in batch.chunks(WRITE_CHUNK) {
+            let writes = chunk.iter().map(|(c, n)| self.write(&self.st.clicks_add, (*n as i64, id(c.affiliate_id), id(c.campaign_id), c.day)));
+            futures_util::future::join_all(writes).await.into_iter().collect::<StoreResult<()>>()?;
+        }
+        Ok(())
+    }
+
+    async fn clicks_of(&self, affiliate_id: u64) -> StoreResult<Vec<(ClickCell, u64)>> {
+        let rows = self.exec(&self.st.clicks_list, (id(affiliate_id),)).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        rows.rows::<(i64, chrono::NaiveDate, Option<scylla::value::Counter>)>()
+            .map_err(driver_error)?
+            .map(|r| {
+                let (campaign_id, day, clicks) = r.map_err(driver_error)?;
+                Ok((ClickCell { affiliate_id, campaign_id: campaign_id as u64, day }, clicks.map_or(0, |c| c.0.max(0) as u64)))
+            })
+            .collect()
+    }
+
+    async fn append_audit(&self, batch: &[AuditEntry], retention: std::time::Duration) -> StoreResult<()> {
+        let ttl = i32::try_from(retention.as_secs()).unwrap_or(i32::MAX).max(1);
+        for chunk in batch.chunks(WRITE_CHUNK) {
+            let writes = chunk.iter().map(|e| {
+                self.write(&self.st.audit_put, (id(e.affiliate_id), e.at.date_naive(), e.at, e.request_id.as_str(), to_json(e), ttl))
+            });
+            futures_util::future::join_all(writes).await.into_iter().collect::<StoreResult<()>>()?;
+        }
+        Ok(())
+    }
+
+    async fn audit_of(&self, affiliate_id: u64, day: chrono::NaiveDate, limit: usize) -> StoreResult<Vec<AuditEntry>> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
+        self.docs(&self.st.audit_list, (id(affiliate_id), day, limit)).await
     }
 }

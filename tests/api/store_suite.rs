@@ -403,6 +403,152 @@ pub async fn settings_round_trip(store: SharedStore) {
     store.ping().await.unwrap();
 }
 
+pub async fn usage_counters_add_up_per_cell_and_are_read_by_range(store: SharedStore) {
+    use hissaback::store::{UsageCell, UsageCounts};
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let minute = |m: i64| chrono::DateTime::from_timestamp(1_795_000_000 / 60 * 60 + m * 60, 0).unwrap();
+    let cell = |m: i64, key_id: u64, class: &str| UsageCell {
+        affiliate_id: a,
+        minute: minute(m),
+        key_id,
+        route: "/api/v1/products".into(),
+        status_class: class.into(),
+    };
+    let one = UsageCounts { requests: 1, rate_limited: 0 };
+    store.add_usage(&[(cell(0, 1, "2xx"), one), (cell(0, 1, "4xx"), UsageCounts { requests: 3, rate_limited: 2 })]).await.unwrap();
+    store.add_usage(&[(cell(0, 1, "2xx"), UsageCounts { requests: 4, rate_limited: 0 }), (cell(1, 2, "2xx"), one)]).await.unwrap();
+    // A minute past midnight is in the next day's partition on ScyllaDB.
+    let after_midnight = (minute(0).date_naive().succ_opt().unwrap().and_hms_opt(0, 1, 0).unwrap().and_utc() - minute(0)).num_minutes();
+    store.add_usage(&[(cell(after_midnight, 2, "5xx"), one)]).await.unwrap();
+    // Another affiliate's counters are not read.
+    store
+        .add_usage(&[(UsageCell { affiliate_id: a + 100_000, ..cell(0, 9, "2xx") }, one)])
+        .await
+        .unwrap();
+    let mut all = store.usage_of(a, minute(0), minute(after_midnight + 1)).await.unwrap();
+    all.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        all,
+        vec![
+            (cell(0, 1, "2xx"), UsageCounts { requests: 5, rate_limited: 0 }),
+            (cell(0, 1, "4xx"), UsageCounts { requests: 3, rate_limited: 2 }),
+            (cell(1, 2, "2xx"), one),
+            (cell(after_midnight, 2, "5xx"), one),
+        ]
+    );
+    let first_minute = store.usage_of(a, minute(0), minute(1)).await.unwrap();
+    assert_eq!(first_minute.len(), 2, "the end of the range is exclusive");
+    assert!(store.usage_of(a, minute(-10), minute(0)).await.unwrap().is_empty());
+}
+
+pub async fn click_counters_add_up_per_campaign_and_day(store: SharedStore) {
+    use hissaback::store::ClickCell;
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    let cell = |campaign_id: u64, day: chrono::NaiveDate| ClickCell { affiliate_id: a, campaign_id, day };
+    store.add_clicks(&[(cell(5, day), 2), (cell(6, day), 1)]).await.unwrap();
+    store.add_clicks(&[(cell(5, day), 3), (cell(5, day.succ_opt().unwrap()), 1)]).await.unwrap();
+    let mut clicks = store.clicks_of(a).await.unwrap();
+    clicks.sort();
+    assert_eq!(clicks, vec![(cell(5, day), 5), (cell(5, day.succ_opt().unwrap()), 1), (cell(6, day), 1)]);
+    assert!(store.clicks_of(a + 100_000).await.unwrap().is_empty());
+}
+
+fn audit_entry(affiliate_id: u64, at: chrono::DateTime<Utc>, n: u32) -> hissaback::store::AuditEntry {
+    hissaback::store::AuditEntry {
+        at,
+        affiliate_id,
+        key_id: Some(u64::from(n)),
+        network_id: None,
+        actor: hissaback::store::AuditActor::Key,
+        method: "GET".into(),
+        route: "/api/v1/products".into(),
+        path: "/api/v1/products".into(),
+        status: 200,
+        latency_us: 1234,
+        client_ip: Some("203.0.113.7".into()),
+        request_id: format!("req-{n}"),
+    }
+}
+
+pub async fn audit_rows_are_kept_per_affiliate_and_day_newest_first(store: SharedStore) {
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let now = Utc::now();
+    let day = now.date_naive();
+    let at = |ms: i64| day.and_hms_opt(12, 0, 0).unwrap().and_utc() + Duration::milliseconds(ms);
+    let rows = vec![audit_entry(a, at(0), 1), audit_entry(a, at(5), 2), audit_entry(a, at(5), 3), audit_entry(a + 100_000, at(1), 4)];
+    store.append_audit(&rows, std::time::Duration::from_secs(3600)).await.unwrap();
+    let yesterday = audit_entry(a, at(-86_400_000), 5);
+    store.append_audit(&[yesterday.clone()], std::time::Duration::from_secs(3600 * 48)).await.unwrap();
+    let got = store.audit_of(a, day, 10).await.unwrap();
+    let ids: Vec<_> = got.iter().map(|e| e.request_id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[2], "req-1", "newest first");
+    assert_eq!(got[2], rows[0], "every field round-trips");
+    assert_eq!(store.audit_of(a, day, 2).await.unwrap().len(), 2, "the limit applies");
+    assert_eq!(store.audit_of(a, day.pred_opt().unwrap(), 10).await.unwrap(), vec![yesterday]);
+}
+
+pub async fn audit_rows_expire_after_their_retention(store: SharedStore) {
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let now = Utc::now();
+    store.append_audit(&[audit_entry(a, now, 1)], std::time::Duration::from_secs(1)).await.unwrap();
+    store.append_audit(&[audit_entry(a, now, 2)], std::time::Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(store.audit_of(a, now.date_naive(), 10).await.unwrap().len(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let left: Vec<_> = store.audit_of(a, now.date_naive(), 10).await.unwrap().into_iter().map(|e| e.request_id).collect();
+    assert_eq!(left, vec!["req-2"]);
+}
+
+pub async fn campaigns_and_conversions_are_listed_per_affiliate(store: SharedStore) {
+    use hissaback::store::{CampaignRecord, ConversionRecord, RewardStatus};
+    let a = store.next_id(Sequence::Affiliate).await.unwrap();
+    let now = Utc::now();
+    let campaign = |id: u64, affiliate_id: u64| CampaignRecord {
+        id,
+        affiliate_id,
+        offer_id: 1,
+        tenant_id: "t".into(),
+        share_pct: None,
+        flat_reward: Some(rust_decimal::Decimal::ONE),
+        created_at: now,
+    };
+    let (c1, c2) = (store.next_id(Sequence::Campaign).await.unwrap(), store.next_id(Sequence::Campaign).await.unwrap());
+    for c in [campaign(c2, a), campaign(c1, a), campaign(c1 + 50_000, a + 100_000)] {
+        store.put_campaign(&c).await.unwrap();
+    }
+    let listed: Vec<_> = store.campaigns_of(a).await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(listed, vec![c1, c2]);
+    let conversion = |id: u64, campaign_id: u64, status: RewardStatus| ConversionRecord {
+        id,
+        network_id: 1,
+        txn_id: format!("t{id}"),
+        click_id: format!("c{id}"),
+        campaign_id,
+        affiliate_id: a,
+        tenant_id: "t".into(),
+        offer_id: 1,
+        user_id: "u".into(),
+        currency: "USD".into(),
+        payout_minor: 1000,
+        reward_minor: 400,
+        status,
+        goal: None,
+        created_at: now,
+        updated_at: now,
+        paid_at: None,
+    };
+    let base = a * 1_000_000;
+    store.put_conversion(&conversion(base + 2, c2, RewardStatus::Pending)).await.unwrap();
+    store.put_conversion(&conversion(base + 1, c1, RewardStatus::Pending)).await.unwrap();
+    // A status change replaces the listed row rather than adding one.
+    store.put_conversion(&conversion(base + 1, c1, RewardStatus::Queued)).await.unwrap();
+    let got = store.conversions_of_affiliate(a).await.unwrap();
+    let seen: Vec<_> = got.iter().map(|c| (c.id, c.campaign_id, c.status)).collect();
+    assert_eq!(seen, vec![(base + 1, c1, RewardStatus::Queued), (base + 2, c2, RewardStatus::Pending)]);
+    assert!(store.conversions_of_affiliate(a + 100_000).await.unwrap().is_empty());
+}
+
 /// Instantiates every suite test for one backend; `$open` is an async expression giving
 /// `(SharedStore, guard)`, the guard keeping the backend's resources alive.
 macro_rules! store_suite {
@@ -424,6 +570,11 @@ macro_rules! store_suite {
                 webhooks_are_kept_per_affiliate_and_indexed_by_event,
                 deliveries_are_listed_newest_first_and_pending_ones_indexed,
                 partner_records_round_trip,
+                usage_counters_add_up_per_cell_and_are_read_by_range,
+                click_counters_add_up_per_campaign_and_day,
+                audit_rows_are_kept_per_affiliate_and_day_newest_first,
+                audit_rows_expire_after_their_retention,
+                campaigns_and_conversions_are_listed_per_affiliate,
             );
         }
     };

@@ -57,11 +57,19 @@ struct Entry {
     last_seen_ms: AtomicU64,
 }
 
+/// Whose bucket: an API key's, or an affiliate network's postback traffic (its own, far
+/// higher plan). Both live in one map, so eviction and metrics treat them alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Key(u64),
+    Network(u64),
+}
+
 /// Buckets shared by the request path and the actor.
 pub struct Limits {
     clock: DefaultClock,
     epoch: Instant,
-    keys: RwLock<HashMap<u64, Entry>>,
+    keys: RwLock<HashMap<Subject, Entry>>,
     failures_per_minute: u32,
     failures: RwLock<HashMap<IpAddr, (Arc<Bucket>, Instant)>>,
     /// Addresses refused until this time after too many failures.
@@ -88,9 +96,9 @@ impl Limits {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn bucket(&self, key_id: u64, plan: Plan) -> Arc<Bucket> {
+    fn bucket(&self, subject: Subject, plan: Plan) -> Arc<Bucket> {
         let now = self.now_ms();
-        if let Some(e) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&key_id) {
+        if let Some(e) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(&subject) {
             if e.plan == plan {
                 e.last_seen_ms.store(now, Ordering::Relaxed);
                 return e.bucket.clone();
@@ -98,7 +106,7 @@ impl Limits {
         }
         let fresh = || Entry { plan, bucket: Arc::new(Gcra::direct(plan.quota()).with_middleware()), last_seen_ms: AtomicU64::new(now) };
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        let entry = keys.entry(key_id).or_insert_with(fresh);
+        let entry = keys.entry(subject).or_insert_with(fresh);
         if entry.plan != plan {
             // A changed plan starts a fresh bucket.
             *entry = fresh();
@@ -109,8 +117,17 @@ impl Limits {
 
     /// Takes one request from the key's bucket.
     pub fn check(&self, key_id: u64, plan: Plan) -> Decision {
+        self.check_subject(Subject::Key(key_id), plan)
+    }
+
+    /// Takes one postback from the network's bucket.
+    pub fn check_network(&self, network_id: u64, plan: Plan) -> Decision {
+        self.check_subject(Subject::Network(network_id), plan)
+    }
+
+    fn check_subject(&self, subject: Subject, plan: Plan) -> Decision {
         let per_request = 60.0 / f64::from(plan.per_minute.max(1));
-        match self.bucket(key_id, plan).check() {
+        match self.bucket(subject, plan).check() {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let missing = plan.burst.saturating_sub(remaining);
