@@ -772,7 +772,7 @@ impl Store for EmbeddedStore {
     async fn append_audit(&self, batch: &[AuditEntry], retention: std::time::Duration) -> StoreResult<()> {
         let now = Utc::now().timestamp();
         let keep = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX / 2);
-        let rows: Vec<_> = batch.iter().map(|e| (e.affiliate_id as i64, e.at.timestamp_micros(), e.at.timestamp().saturating_add(keep), to_json(e))).collect();
+        let rows: Vec<_> = batch.iter().map(|e| (e.affiliate_id as i64, e.at.timestamp_micros(), now.saturating_add(keep), to_json(e))).collect();
         self.with(move |conn| {
             let tx = conn.transaction()?;
             {
@@ -780,7 +780,8 @@ impl Store for EmbeddedStore {
                 for r in &rows {
                     stmt.execute(params![r.0, r.1, r.2, r.3])?;
                 }
-                // The TTL of the embedded backend: expired rows go with each batch.
+                // The TTL of the embedded backend (counted from the write, as CQL does): expired rows
+                // go with each batch.
                 tx.prepare_cached("DELETE FROM audit_log WHERE expires_at <= ?1")?.execute(params![now])?;
             }
             tx.commit()

@@ -804,8 +804,8 @@ impl Store for ScyllaStore {
             self.write(
                 &self.st.usage_add,
                 (
-                    n.requests as i64,
-                    n.rate_limited as i64,
+                    scylla::value::Counter(n.requests as i64),
+                    scylla::value::Counter(n.rate_limited as i64),
                     id(c.affiliate_id),
                     c.minute.date_naive(),
                     c.minute,
@@ -847,7 +847,7 @@ impl Store for ScyllaStore {
 
     async fn add_clicks(&self, batch: &[(ClickCell, u64)]) -> StoreResult<()> {
         for chunk in batch.chunks(WRITE_CHUNK) {
-            let writes = chunk.iter().map(|(c, n)| self.write(&self.st.clicks_add, (*n as i64, id(c.affiliate_id), id(c.campaign_id), c.day)));
+            let writes = chunk.iter().map(|(c, n)| self.write(&self.st.clicks_add, (scylla::value::Counter(*n as i64), id(c.affiliate_id), id(c.campaign_id), c.day)));
             futures_util::future::join_all(writes).await.into_iter().collect::<StoreResult<()>>()?;
         }
         Ok(())

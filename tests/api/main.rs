@@ -18,3 +18,4 @@ mod partner;
 mod hardening;
 mod rate_limits;
 mod dashboards;
+mod usage_stats;

@@ -6,18 +6,18 @@ use crate::helpers::{spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn tag() -> String {
+pub(crate) fn tag() -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("t{}{}", t % 1_000_000_000, N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
-async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> crate::helpers::Answer {
+pub(crate) async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> crate::helpers::Answer {
     crate::helpers::Answer::read(app.client.post(app.url(path)).bearer_auth(key).json(&body).send().await.unwrap()).await
 }
 
 /// A brand with two offers (12.5% and 30% base commission) named with `t`.
-async fn catalogue(app: &TestApp, t: &str) -> (u64, u64, u64) {
+pub(crate) async fn catalogue(app: &TestApp, t: &str) -> (u64, u64, u64) {
     let b = app.admin(Method::POST, "/brands", Some(json!({"name": format!("Brand {t}")}))).await;
     assert_eq!(b.status, 201, "{}", b.text);
     let brand = b.body["data"]["brand"]["id"].as_u64().unwrap();
@@ -156,11 +156,11 @@ async fn campaigns_links_and_clicks() {
     post(&app, &b.key, "/v1/links", json!({"campaign_id": campaign_id})).await.assert_error(404, "Campaign not found.", "not_found");
 }
 
-async fn postback(app: &TestApp, query: &str) -> crate::helpers::Answer {
+pub(crate) async fn postback(app: &TestApp, query: &str) -> crate::helpers::Answer {
     crate::helpers::Answer::read(app.client.get(app.url(&format!("/v1/postbacks?{query}"))).send().await.unwrap()).await
 }
 
-async fn click(app: &TestApp, code: &str, uid: &str) -> String {
+pub(crate) async fn click(app: &TestApp, code: &str, uid: &str) -> String {
     let r = app.client.get(app.url(&format!("/r/{code}?uid={uid}"))).send().await.unwrap();
     let location = r.headers()["location"].to_str().unwrap().to_string();
     location.split("click=").nth(1).unwrap().split('&').next().unwrap().to_string()

@@ -46,3 +46,40 @@ async fn failed_authentications_are_limited_per_address() {
     app.get_with_key("/api/v1/test", &p.key).await.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
     assert!(app.get("/metrics").await.text.contains("hissaback_rate_limited_total{kind=\"auth_failures\"}"));
 }
+
+/// The default plan (300 per minute, burst 1,000): the burst is spent, then only the
+/// minute's rate refills the bucket (one request every 200 ms), with headers saying so.
+#[actix_web::test]
+async fn the_default_plan_allows_the_burst_then_300_per_minute() {
+    let app = spawn_app().await;
+    let p = app.partner(None).await;
+    let started = std::time::Instant::now();
+    let mut allowed = 0u32;
+    let refused = loop {
+        let r = app.get_with_key("/api/v1/test", &p.key).await;
+        if r.status != 200 {
+            break r;
+        }
+        allowed += 1;
+        assert!(allowed <= 2000, "the bucket never ran dry");
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    // The burst, plus what refilled while it was being spent (5 per second), and no more.
+    let ceiling = 1000 + (elapsed * 5.0).ceil() as u32 + 1;
+    assert!((1000..=ceiling).contains(&allowed), "{allowed} allowed in {elapsed:.2}s (ceiling {ceiling})");
+    refused.assert_error(429, "Rate limit exceeded.", "rate_limited");
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(refused.headers["x-ratelimit-limit"], "300");
+    assert_eq!(refused.headers["x-ratelimit-remaining"], "0");
+    assert_eq!(refused.headers["x-ratelimit-reset"], "200", "a whole burst takes 200 s to refill");
+    assert_eq!(refused.headers["ratelimit-policy"], "300;w=60;burst=1000");
+    assert_eq!(refused.headers["ratelimit"], "limit=300, remaining=0, reset=200");
+    // A second later about five more are let through (one per 200 ms), then 429 again.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let mut again = 0;
+    while app.get_with_key("/api/v1/test", &p.key).await.status == 200 {
+        again += 1;
+        assert!(again <= 10, "the rate after the burst is 300 per minute");
+    }
+    assert!((4..=7).contains(&again), "{again} allowed one second after the burst was spent");
+}
