@@ -4,11 +4,67 @@ use crate::configuration::{EventsBackend, Settings};
 use anyhow::Context;
 use hissaback_topics::bus::embedded::EmbeddedBus;
 use hissaback_topics::bus::kafka::KafkaBus;
+use hissaback_topics::bus::{BusError, EventBus, Subscription};
 use hissaback_topics::{SharedBus, Topic};
 use std::sync::Arc;
 
+/// `hissaback_events_produced_total{topic, outcome}` (`ok`, `error`) and
+/// `hissaback_event_publish_duration_seconds{topic}`: every publish of this process, by base
+/// topic name. Process-wide, registered by each application's [`crate::metrics::Metrics`].
+pub static PRODUCED: std::sync::LazyLock<(prometheus::IntCounterVec, prometheus::HistogramVec)> = std::sync::LazyLock::new(|| {
+    let produced = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("hissaback_events_produced_total", "Events published, by topic and outcome"),
+        &["topic", "outcome"],
+    )
+    .expect("valid metric");
+    let seconds = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("hissaback_event_publish_duration_seconds", "Time until a published event is durable")
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        &["topic"],
+    )
+    .expect("valid metric");
+    for topic in Topic::ALL {
+        seconds.with_label_values(&[topic.as_str()]);
+        for outcome in ["ok", "error"] {
+            produced.with_label_values(&[topic.as_str(), outcome]);
+        }
+    }
+    (produced, seconds)
+});
+
+/// The configured bus, measured: publishes are counted and timed per topic.
+struct MeteredBus(SharedBus);
+
+#[async_trait::async_trait]
+impl EventBus for MeteredBus {
+    fn backend(&self) -> &'static str {
+        self.0.backend()
+    }
+
+    async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let started = std::time::Instant::now();
+        let result = self.0.publish(topic, key, payload).await;
+        let (produced, seconds) = &*PRODUCED;
+        produced.with_label_values(&[topic, if result.is_ok() { "ok" } else { "error" }]).inc();
+        seconds.with_label_values(&[topic]).observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+        self.0.subscribe(topic, group).await
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        self.0.ping().await
+    }
+}
+
 /// Opens the configured bus: the embedded log in the data directory, or Kafka.
 pub fn open(settings: &Settings) -> anyhow::Result<SharedBus> {
+    Ok(Arc::new(MeteredBus(open_backend(settings)?)))
+}
+
+fn open_backend(settings: &Settings) -> anyhow::Result<SharedBus> {
     Ok(match settings.events.backend {
         EventsBackend::Embedded => Arc::new(
             EmbeddedBus::open(&settings.store.data_dir, settings.events.embedded_partitions)

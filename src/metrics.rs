@@ -113,6 +113,9 @@ impl Metrics {
         let usage = hissaback_actors::usage::UsageMetrics::new();
         usage.register(&registry).expect("metric registered once");
         registry.register(Box::new(crate::store::STORE_SECONDS.clone())).expect("metric registered once");
+        registry.register(Box::new(crate::events::PRODUCED.0.clone())).expect("metric registered once");
+        registry.register(Box::new(crate::events::PRODUCED.1.clone())).expect("metric registered once");
+        registry.register(Box::new(crate::partner::ledger::POSTINGS.clone())).expect("metric registered once");
         // Series with fixed label values exist from the start, so dashboards and alerts see a
         // zero rather than no data.
         for kind in ["api_key", "admin", "postback_token"] {

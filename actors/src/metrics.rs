@@ -1,6 +1,6 @@
 //! Metrics the actors maintain, registered once by the service into its registry.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Stream-consumer metrics (shared label names: `topic`, `group`, `actor`).
 #[derive(Clone)]
@@ -13,6 +13,8 @@ pub struct ConsumerMetrics {
     pub handler_errors: IntCounterVec,
     /// `hissaback_actor_restarts_total{actor}`
     pub restarts: IntCounterVec,
+    /// `hissaback_consumer_lag{topic, group}`: messages not read yet (this instance's share)
+    pub lag: IntGaugeVec,
 }
 
 impl ConsumerMetrics {
@@ -23,6 +25,8 @@ impl ConsumerMetrics {
             dead_letters: counter("hissaback_events_dead_lettered_total", "Undecodable events moved to the dead-letter topic", &["topic", "group"]),
             handler_errors: counter("hissaback_event_handler_errors_total", "Handler failures (each retried)", &["topic", "group"]),
             restarts: counter("hissaback_actor_restarts_total", "Actor restarts by their supervisor", &["actor"]),
+            lag: IntGaugeVec::new(Opts::new("hissaback_consumer_lag", "Messages not read yet by a consumer group, on this instance's partitions"), &["topic", "group"])
+                .expect("valid metric"),
         }
     }
 
@@ -31,7 +35,7 @@ impl ConsumerMetrics {
         for c in [&self.consumed, &self.dead_letters, &self.handler_errors, &self.restarts] {
             registry.register(Box::new(c.clone()))?;
         }
-        Ok(())
+        registry.register(Box::new(self.lag.clone()))
     }
 }
 

@@ -74,6 +74,27 @@ pub fn split_of(c: &CampaignRecord) -> Split {
     }
 }
 
+/// `hissaback_ledger_postings_total{account}`: ledger legs written (a replayed event rewrites
+/// the same rows and counts again: this measures work, the ledger itself stays exact).
+pub static POSTINGS: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    let c = prometheus::IntCounterVec::new(prometheus::Opts::new("hissaback_ledger_postings_total", "Ledger legs written, by account"), &["account"])
+        .expect("valid metric");
+    use hissaback_actors::ledger::accounts::*;
+    for account in [NETWORK_RECEIVABLE, USER_REWARD_PAYABLE, PLATFORM_REVENUE, CASH] {
+        c.with_label_values(&[account]);
+    }
+    c
+});
+
+/// Writes legs and counts them.
+async fn post_legs(store: &SharedStore, legs: &[PostingRecord]) -> Result<(), crate::store::StoreError> {
+    store.put_postings(legs).await?;
+    for l in legs {
+        POSTINGS.with_label_values(&[&l.account]).inc();
+    }
+    Ok(())
+}
+
 fn postings(conversion: &ConversionRecord, legs: Vec<Leg>) -> Vec<PostingRecord> {
     let now = Utc::now();
     legs.into_iter()
@@ -185,7 +206,7 @@ impl EventHandler for LedgerWriter {
             return Ok(());
         };
         // Legs first, then the status: a crash in between replays the same legs.
-        self.store.put_postings(&postings(&conversion, legs)).await?;
+        post_legs(&self.store, &postings(&conversion, legs)).await?;
         conversion.status = status;
         conversion.updated_at = now;
         self.store.put_conversion(&conversion).await?;
@@ -215,7 +236,7 @@ pub async fn pay(
             failed += 1;
             continue;
         }
-        store.put_postings(&postings(&c, payment_legs(c.reward_minor))).await?;
+        post_legs(store, &postings(&c, payment_legs(c.reward_minor))).await?;
         let now = Utc::now();
         c.status = RewardStatus::Paid;
         c.paid_at = Some(now);

@@ -100,6 +100,35 @@ async fn a_waiting_consumer_sees_new_messages(bus: Arc<dyn EventBus>, topic: Str
     bus.ping().await.unwrap();
 }
 
+/// A consumer's lag is what it has not read yet: all of it before, none after.
+async fn lag_counts_what_is_not_read_yet(bus: Arc<dyn EventBus>, topic: String) {
+    for i in 0..5u8 {
+        bus.publish(&topic, "one-partition", vec![i]).await.unwrap();
+    }
+    let mut sub = bus.subscribe(&topic, &unique("lag")).await.unwrap();
+    for _ in 0..2 {
+        let d = next_within(&mut sub, 60).await;
+        sub.commit(&d).await.unwrap();
+    }
+    assert_eq!(sub.lag().await.unwrap(), Some(3));
+    for _ in 0..3 {
+        let d = next_within(&mut sub, 10).await;
+        sub.commit(&d).await.unwrap();
+    }
+    assert_eq!(sub.lag().await.unwrap(), Some(0));
+    bus.publish(&topic, "one-partition", vec![9]).await.unwrap();
+    // Kafka learns the new high watermark from the broker; the embedded log reads it.
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = sub.lag().await.unwrap();
+        if seen == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, Some(1));
+}
+
 macro_rules! bus_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -109,6 +138,7 @@ macro_rules! bus_suite {
                 at_least_once_across_a_consumer_restart,
                 groups_are_independent,
                 a_waiting_consumer_sees_new_messages,
+                lag_counts_what_is_not_read_yet,
             );
         }
     };

@@ -63,6 +63,17 @@ impl Backoff {
     }
 }
 
+/// How often a consumer reports its lag (`hissaback_consumer_lag`).
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+async fn report_lag(sub: &mut dyn hissaback_topics::bus::Subscription, metrics: &ConsumerMetrics, labels: &[&str; 2]) {
+    match sub.lag().await {
+        Ok(Some(lag)) => metrics.lag.with_label_values(labels).set(i64::try_from(lag).unwrap_or(i64::MAX)),
+        Ok(None) => {}
+        Err(e) => tracing::debug!(error = %e, "consumer lag unknown"),
+    }
+}
+
 /// The consumer actor for handler `H`.
 pub struct ConsumerActor<H: EventHandler> {
     name: &'static str,
@@ -83,6 +94,7 @@ impl<H: EventHandler> ConsumerActor<H> {
         metrics.dead_letters.with_label_values(&labels);
         metrics.handler_errors.with_label_values(&labels);
         metrics.restarts.with_label_values(&[name]);
+        metrics.lag.with_label_values(&labels);
         Self { name, bus, group, handler, metrics, backoff: Backoff::default(), restarts: 0 }
     }
 
@@ -104,9 +116,20 @@ impl<H: EventHandler> ConsumerActor<H> {
             let topic = H::Event::TOPIC;
             let mut sub = bus.subscribe(topic.as_str(), &group).await?;
             tracing::info!(consumer = name, topic = %topic, group = %group, "consumer subscribed");
+            let labels = [topic.as_str(), group.as_str()];
+            let mut lag_reported = tokio::time::Instant::now();
             loop {
-                let delivery = sub.next().await?;
-                let labels = [topic.as_str(), group.as_str()];
+                // While idle, the lag is reported every LAG_EVERY; `next` is cancel-safe on
+                // every backend (nothing is taken from the log until it is returned).
+                let delivery = loop {
+                    match tokio::time::timeout(LAG_EVERY, sub.next()).await {
+                        Ok(d) => break d?,
+                        Err(_) => {
+                            report_lag(sub.as_mut(), &metrics, &labels).await;
+                            lag_reported = tokio::time::Instant::now();
+                        }
+                    }
+                };
                 match decode::<H::Event>(&delivery.payload) {
                     Err(e) => {
                         tracing::error!(consumer = name, topic = %topic, partition = delivery.partition, offset = delivery.offset, error = %e, "undecodable message sent to the dead-letter topic");
@@ -140,6 +163,10 @@ impl<H: EventHandler> ConsumerActor<H> {
                     }
                 }
                 sub.commit(&delivery).await?;
+                if lag_reported.elapsed() >= LAG_EVERY {
+                    report_lag(sub.as_mut(), &metrics, &labels).await;
+                    lag_reported = tokio::time::Instant::now();
+                }
             }
         }
     }

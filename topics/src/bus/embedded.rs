@@ -232,4 +232,23 @@ impl Subscription for EmbeddedSubscription {
             })
             .await
     }
+
+    /// Messages appended after the read position, plus those fetched but not handed out.
+    async fn lag(&mut self) -> Result<Option<u64>, BusError> {
+        let topic = self.topic.clone();
+        let heads: Vec<(i32, i64)> = self
+            .bus
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT partition, MAX(offset) + 1 FROM events WHERE topic = ?1 GROUP BY partition")?;
+                let rows = stmt.query_map(params![topic], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await?;
+        let unread: i64 = heads
+            .iter()
+            .map(|(p, head)| head - self.positions.get(*p as usize).copied().unwrap_or(0))
+            .filter(|n| *n > 0)
+            .sum();
+        Ok(Some(u64::try_from(unread).unwrap_or(0) + self.buffer.len() as u64))
+    }
 }

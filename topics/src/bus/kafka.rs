@@ -97,7 +97,7 @@ impl EventBus for KafkaBus {
             .create()
             .map_err(kafka_error)?;
         consumer.subscribe(&[&self.name(topic)]).map_err(kafka_error)?;
-        Ok(Box::new(KafkaSubscription { consumer: Some(consumer), topic: topic.to_string() }))
+        Ok(Box::new(KafkaSubscription { consumer: Some(consumer), topic: topic.to_string(), producer: self.producer.clone() }))
     }
 
     async fn ping(&self) -> Result<(), BusError> {
@@ -115,6 +115,8 @@ struct KafkaSubscription {
     /// Always `Some` until dropped (see `Drop`).
     consumer: Option<StreamConsumer>,
     topic: String,
+    /// The bus's producer, whose client answers watermark queries off the consumer's path.
+    producer: FutureProducer,
 }
 
 impl KafkaSubscription {
@@ -160,5 +162,35 @@ impl Subscription for KafkaSubscription {
         tpl.add_partition_offset(&name, delivery.partition, Offset::Offset(delivery.offset + 1))
             .map_err(kafka_error)?;
         self.consumer().commit(&tpl, CommitMode::Sync).map_err(kafka_error)
+    }
+
+    /// High watermark (asked of the broker on a blocking thread) minus this member's read
+    /// position, over its assigned partitions.
+    async fn lag(&mut self) -> Result<Option<u64>, BusError> {
+        let positions: Vec<(String, i32, i64)> = self
+            .consumer()
+            .position()
+            .map_err(kafka_error)?
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(pos) => Some((e.topic().to_string(), e.partition(), pos)),
+                _ => None,
+            })
+            .collect();
+        if positions.is_empty() {
+            return Ok(None);
+        }
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut lag = 0u64;
+            for (topic, partition, pos) in positions {
+                let (_, high) = rdkafka::producer::Producer::client(&producer).fetch_watermarks(&topic, partition, Duration::from_secs(2)).map_err(kafka_error)?;
+                lag += u64::try_from(high - pos).unwrap_or(0);
+            }
+            Ok(Some(lag))
+        })
+        .await
+        .map_err(|e| BusError::Other(e.to_string()))?
     }
 }

@@ -48,6 +48,12 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> Result<Delivery, BusError>;
     /// Marks `delivery` (and everything before it in its partition) as done for the group.
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+    /// Messages of this subscription's partitions not read yet (`None`: unknown). Kafka
+    /// reports the partitions assigned to this member only; a group's lag is the sum over
+    /// its members.
+    async fn lag(&mut self) -> Result<Option<u64>, BusError> {
+        Ok(None)
+    }
 }
 
 /// Producer and consumer factory of one backend.
