@@ -82,6 +82,8 @@ fn main() {
         // Warm-up: connections, caches, the key's bucket.
         run(&http, &bare_url, None, 500, concurrency).await;
         run(&http, &api_url, Some(&key), 500, concurrency).await;
+        let store_hist = hissaback::store::STORE_SECONDS.with_label_values(&["embedded"]);
+        let (count0, sum0) = (store_hist.get_sample_count(), store_hist.get_sample_sum());
         let (mut bare, mut api) = (Vec::new(), Vec::new());
         let (mut bare_time, mut api_time) = (Duration::ZERO, Duration::ZERO);
         for round in 0..rounds {
@@ -98,6 +100,7 @@ fn main() {
                 }
             }
         }
+        let (statements, store_secs) = (store_hist.get_sample_count() - count0, store_hist.get_sample_sum() - sum0);
         bare.sort();
         api.sort();
         // Every audited request left its counter and its audit row.
@@ -127,6 +130,11 @@ fn main() {
             us(quantile(&api, 0.5)) / us(quantile(&bare, 0.5)),
             us(quantile(&api, 0.99)) / us(quantile(&bare, 0.99)),
             (api.len() as f64 / api_time.as_secs_f64()) / (bare.len() as f64 / bare_time.as_secs_f64()),
+        );
+        println!(
+            "  store statements per API request: {:.2} (authentication reads the key and its affiliate; usage and audit batches), mean {:.0} µs each",
+            statements as f64 / api.len() as f64,
+            store_secs * 1e6 / statements.max(1) as f64
         );
         println!("  written: usage counters {counted} of {total} requests, audit rows {audited} of {total}");
         assert_eq!(counted, total, "every request counted");
