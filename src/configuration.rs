@@ -334,6 +334,10 @@ impl Settings {
         if self.usage.flush_ms == 0 || self.usage.audit_retention_days == 0 || self.usage.max_pending_audit == 0 {
             return invalid("usage.flush_ms, audit_retention_days and max_pending_audit must be positive");
         }
+        if self.usage.audit_retention_days > 7300 {
+            // CQL refuses a TTL over 20 years.
+            return invalid("usage.audit_retention_days must be at most 7300 (20 years)");
+        }
         if self.auth.last_used_flush_ms == 0 {
             return invalid("auth.last_used_flush_ms must be positive");
         }

@@ -108,13 +108,22 @@ impl Granularity {
     }
 }
 
-/// `YYYY-MM-DD` (the start of that day; as an end, the end of that day) or RFC 3339.
+/// `YYYY-MM-DD` (the start of that day; as an end, the end of that day) or RFC 3339, in the
+/// years 1970–9999 (so no arithmetic on it can overflow).
 fn parse_instant(raw: &str, end: bool) -> Option<DateTime<Utc>> {
-    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        let start = d.and_hms_opt(0, 0, 0)?.and_utc();
-        return Some(if end { start + Duration::days(1) } else { start });
-    }
-    DateTime::parse_from_rfc3339(raw).ok().map(|t| t.to_utc())
+    use chrono::Datelike;
+    let t = match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(d) => {
+            let start = d.and_hms_opt(0, 0, 0)?.and_utc();
+            if end {
+                start.checked_add_signed(Duration::days(1))?
+            } else {
+                start
+            }
+        }
+        Err(_) => DateTime::parse_from_rfc3339(raw).ok()?.to_utc(),
+    };
+    (1970..=9999).contains(&t.year()).then_some(t)
 }
 
 /// Requests, errors and rate-limit rejections over time.
@@ -140,7 +149,7 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
     let instant = |field: &str, end: bool, errors: &mut FieldErrors| match q.one(field) {
         None => None,
         Some(raw) => parse_instant(raw, end).or_else(|| {
-            errors.insert(field.into(), vec![format!("The {field} field must be a date (YYYY-MM-DD) or an RFC 3339 time.")]);
+            errors.insert(field.into(), vec![format!("The {field} field must be a date (YYYY-MM-DD) or an RFC 3339 time, between 1970 and 9999.")]);
             None
         }),
     };
@@ -203,6 +212,13 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
             );
             m
         }
+        /// The view with what it is about first (`period`, `route`, `key_id`).
+        fn labelled(&self, name: &str, value: Value) -> Value {
+            let mut m = Map::new();
+            m.insert(name.to_string(), value);
+            m.extend(self.view());
+            Value::Object(m)
+        }
     }
     let mut totals = Tally::default();
     let mut periods: BTreeMap<DateTime<Utc>, Tally> = BTreeMap::new();
@@ -220,32 +236,11 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
         routes.entry(cell.route.clone()).or_default().add(class, counts.requests, counts.rate_limited);
         keys.entry(cell.key_id).or_default().add(class, counts.requests, counts.rate_limited);
     }
-    let series: Vec<Value> = periods
-        .iter()
-        .map(|(start, tally)| {
-            let mut m = tally.view();
-            m.insert("period".into(), json!(json::format_time(start)));
-            Value::Object(m)
-        })
-        .collect();
+    let series: Vec<Value> = periods.iter().map(|(start, tally)| tally.labelled("period", json!(json::format_time(start)))).collect();
     let mut routes: Vec<(String, Tally)> = routes.into_iter().collect();
     routes.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(&b.0)));
-    let routes: Vec<Value> = routes
-        .iter()
-        .map(|(route, tally)| {
-            let mut m = tally.view();
-            m.insert("route".into(), json!(route));
-            Value::Object(m)
-        })
-        .collect();
-    let keys: Vec<Value> = keys
-        .iter()
-        .map(|(k, tally)| {
-            let mut m = tally.view();
-            m.insert("key_id".into(), json!(k));
-            Value::Object(m)
-        })
-        .collect();
+    let routes: Vec<Value> = routes.iter().map(|(route, tally)| tally.labelled("route", json!(route))).collect();
+    let keys: Vec<Value> = keys.iter().map(|(k, tally)| tally.labelled("key_id", json!(k))).collect();
     Ok(json::ok(json!({
         "granularity": granularity.name(),
         "from": json::format_time(&from),

@@ -63,7 +63,7 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_affiliate (affiliate_id bigint, campaign_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, campaign_id, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.usage_counters (affiliate_id bigint, day date, minute timestamp, key_id bigint, route text, status_class text, requests counter, rate_limited counter, PRIMARY KEY ((affiliate_id, day), minute, key_id, route, status_class))",
     "CREATE TABLE IF NOT EXISTS {ks}.campaign_clicks (affiliate_id bigint, campaign_id bigint, day date, clicks counter, PRIMARY KEY (affiliate_id, campaign_id, day))",
-    "CREATE TABLE IF NOT EXISTS {ks}.audit_log (affiliate_id bigint, day date, at timestamp, request_id text, body text, PRIMARY KEY ((affiliate_id, day), at, request_id)) WITH CLUSTERING ORDER BY (at DESC, request_id ASC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.audit_log (affiliate_id bigint, day date, at timestamp, request_id text, nonce bigint, body text, PRIMARY KEY ((affiliate_id, day), at, request_id, nonce)) WITH CLUSTERING ORDER BY (at DESC, request_id ASC, nonce ASC)",
 ];
 
 /// Pending deliveries are indexed over this many partitions (`webhook_id % PENDING_SHARDS`).
@@ -125,6 +125,12 @@ pub async fn migrate(settings: &ScyllaSettings) -> anyhow::Result<()> {
         session.query_unpaged(table.replace("{ks}", ks), &[]).await?;
     }
     session.await_schema_agreement().await?;
+    // Index tables added after conversions were written are filled from the conversions
+    // themselves (idempotent upserts, so running `migrate` again is harmless).
+    let store = ScyllaStore::open(settings).await?;
+    for c in store.conversions().await? {
+        store.write(&store.st.conversion_affiliate_put, (id(c.affiliate_id), id(c.campaign_id), id(c.id), to_json(&c))).await?;
+    }
     Ok(())
 }
 
@@ -332,7 +338,7 @@ impl ScyllaStore {
             .await?,
             clicks_add: prepare("UPDATE {ks}.campaign_clicks SET clicks = clicks + ? WHERE affiliate_id = ? AND campaign_id = ? AND day = ?").await?,
             clicks_list: prepare("SELECT campaign_id, day, clicks FROM {ks}.campaign_clicks WHERE affiliate_id = ?").await?,
-            audit_put: prepare("INSERT INTO {ks}.audit_log (affiliate_id, day, at, request_id, body) VALUES (?, ?, ?, ?, ?) USING TTL ?").await?,
+            audit_put: prepare("INSERT INTO {ks}.audit_log (affiliate_id, day, at, request_id, nonce, body) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?").await?,
             audit_list: prepare("SELECT body FROM {ks}.audit_log WHERE affiliate_id = ? AND day = ? LIMIT ?").await?,
         };
         Ok(Self {
@@ -868,7 +874,9 @@ impl Store for ScyllaStore {
         let ttl = i32::try_from(retention.as_secs()).unwrap_or(i32::MAX).max(1);
         for chunk in batch.chunks(WRITE_CHUNK) {
             let writes = chunk.iter().map(|e| {
-                self.write(&self.st.audit_put, (id(e.affiliate_id), e.at.date_naive(), e.at, e.request_id.as_str(), to_json(e), ttl))
+                // A random nonce keeps two rows with the same millisecond and (client-chosen)
+                // request id apart.
+                self.write(&self.st.audit_put, (id(e.affiliate_id), e.at.date_naive(), e.at, e.request_id.as_str(), rand::random::<i64>(), to_json(e), ttl))
             });
             futures_util::future::join_all(writes).await.into_iter().collect::<StoreResult<()>>()?;
         }

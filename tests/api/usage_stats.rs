@@ -95,6 +95,12 @@ async fn usage_stats_count_requests_errors_and_rejections_per_key_route_and_peri
         ("from=2026-01-10&to=2026-01-09", "to"),
         ("granularity=minute&from=2026-01-01&to=2026-01-03", "to"),
         ("granularity=day&from=2025-01-01&to=2026-01-01", "to"),
+        // Extreme dates are refused, never overflowed.
+        ("to=%2B262142-12-31", "to"),
+        ("to=-262143-01-01", "to"),
+        ("from=-262143-01-01&to=2026-01-01", "from"),
+        ("to=%2B10000-01-01", "to"),
+        ("from=1969-12-31", "from"),
     ] {
         app.get_with_key(&format!("/v1/stats/usage?{query}"), &reader).await.assert_invalid(field);
     }

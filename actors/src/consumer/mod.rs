@@ -63,8 +63,10 @@ impl Backoff {
     }
 }
 
-/// How often a consumer reports its lag (`hissaback_consumer_lag`).
+/// How often a busy consumer reports its lag (`hissaback_consumer_lag`).
 const LAG_EVERY: Duration = Duration::from_secs(1);
+/// How often an idle consumer does.
+const IDLE_LAG_EVERY: Duration = Duration::from_secs(5);
 
 async fn report_lag(sub: &mut dyn hissaback_topics::bus::Subscription, metrics: &ConsumerMetrics, labels: &[&str; 2]) {
     match sub.lag().await {
@@ -119,10 +121,11 @@ impl<H: EventHandler> ConsumerActor<H> {
             let labels = [topic.as_str(), group.as_str()];
             let mut lag_reported = tokio::time::Instant::now();
             loop {
-                // While idle, the lag is reported every LAG_EVERY; `next` is cancel-safe on
-                // every backend (nothing is taken from the log until it is returned).
+                // While idle, the lag is reported every IDLE_LAG_EVERY; `next` is cancel-safe
+                // on every backend (nothing is taken from the log until it is returned), and
+                // the tick is long enough that a slow fetch is not abandoned over and over.
                 let delivery = loop {
-                    match tokio::time::timeout(LAG_EVERY, sub.next()).await {
+                    match tokio::time::timeout(IDLE_LAG_EVERY, sub.next()).await {
                         Ok(d) => break d?,
                         Err(_) => {
                             report_lag(sub.as_mut(), &metrics, &labels).await;
@@ -151,6 +154,11 @@ impl<H: EventHandler> ConsumerActor<H> {
                                 Ok(Ok(())) => break,
                                 Ok(Err(e)) => {
                                     attempt += 1;
+                                    // A stuck partition is when the lag matters most.
+                                    if lag_reported.elapsed() >= LAG_EVERY {
+                                        report_lag(sub.as_mut(), &metrics, &labels).await;
+                                        lag_reported = tokio::time::Instant::now();
+                                    }
                                     metrics.handler_errors.with_label_values(&labels).inc();
                                     let delay = backoff.delay(attempt);
                                     tracing::warn!(consumer = name, topic = %topic, attempt, error = %e, ?delay, "handler failed; retrying");

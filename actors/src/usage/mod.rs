@@ -29,6 +29,8 @@ pub struct UsageMetrics {
     pub audit_dropped: IntCounter,
     /// `hissaback_audit_pending`: audit rows waiting for the next flush
     pub audit_pending: IntGauge,
+    /// `hissaback_usage_notes_dropped_total`: notes refused by a full mailbox
+    pub notes_dropped: IntCounter,
 }
 
 impl UsageMetrics {
@@ -48,12 +50,15 @@ impl UsageMetrics {
             audit_dropped: IntCounter::new("hissaback_audit_dropped_total", "Audit rows dropped because the queue was full")
                 .expect("valid metric"),
             audit_pending: IntGauge::new("hissaback_audit_pending", "Audit rows waiting for the next flush").expect("valid metric"),
+            notes_dropped: IntCounter::new("hissaback_usage_notes_dropped_total", "Usage and audit notes dropped because the recorder's mailbox was full")
+                .expect("valid metric"),
         }
     }
 
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.flushes.clone()))?;
         registry.register(Box::new(self.audit_dropped.clone()))?;
+        registry.register(Box::new(self.notes_dropped.clone()))?;
         registry.register(Box::new(self.audit_pending.clone()))
     }
 }
@@ -108,8 +113,9 @@ impl UsageRecorder {
 
     /// Starts the recorder under a supervisor on the current arbiter and returns its facade.
     pub fn start(sink: Arc<dyn UsageSink>, flush_every: Duration, max_pending_audit: usize, metrics: UsageMetrics) -> Usage {
+        let facade_metrics = metrics.clone();
         let addr = Supervisor::start(move |_| UsageRecorder::new(sink, flush_every, max_pending_audit, metrics));
-        Usage { addr }
+        Usage { addr, metrics: facade_metrics }
     }
 
     pub fn count(&mut self, cell: UsageCell, counts: UsageCounts) {
@@ -203,6 +209,8 @@ impl Actor for UsageRecorder {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The request path uses `try_send`, so this bounds what waits while a flush runs.
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         ctx.run_interval(self.flush_every, |act, ctx| {
             if !act.is_idle() {
                 // `wait` serialises flushes: an older batch never lands after a newer one.
@@ -218,26 +226,38 @@ impl Supervised for UsageRecorder {
     }
 }
 
+/// Messages the recorder's mailbox holds while it is busy (a flush waiting on the store).
+/// Beyond it the request path drops the note rather than grow memory or wait, and counts it
+/// in `hissaback_usage_notes_dropped_total`.
+pub const MAILBOX_CAPACITY: usize = 100_000;
+
 /// The facade the rest of the service uses.
 #[derive(Clone)]
 pub struct Usage {
     addr: Addr<UsageRecorder>,
+    metrics: UsageMetrics,
 }
 
 impl Usage {
+    fn dropped<M>(&self, sent: Result<(), SendError<M>>) {
+        if sent.is_err() {
+            self.metrics.notes_dropped.inc();
+        }
+    }
+
     /// Fire-and-forget: one answered request of a key.
     pub fn requested(&self, cell: UsageCell, rate_limited: bool) {
-        self.addr.do_send(Requested { cell, counts: UsageCounts { requests: 1, rate_limited: u64::from(rate_limited) } });
+        self.dropped(self.addr.try_send(Requested { cell, counts: UsageCounts { requests: 1, rate_limited: u64::from(rate_limited) } }));
     }
 
     /// Fire-and-forget: one click on a campaign's link.
     pub fn clicked(&self, affiliate_id: u64, campaign_id: u64, at: DateTime<Utc>) {
-        self.addr.do_send(Clicked { cell: ClickCell { affiliate_id, campaign_id, day: at.date_naive() } });
+        self.dropped(self.addr.try_send(Clicked { cell: ClickCell { affiliate_id, campaign_id, day: at.date_naive() } }));
     }
 
     /// Fire-and-forget: one audit row.
     pub fn audited(&self, entry: AuditEntry) {
-        self.addr.do_send(Audited(entry));
+        self.dropped(self.addr.try_send(Audited(entry)));
     }
 
     /// Writes everything pending now and waits for it (shutdown, tests).

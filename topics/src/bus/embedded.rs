@@ -236,12 +236,13 @@ impl Subscription for EmbeddedSubscription {
     /// Messages appended after the read position, plus those fetched but not handed out.
     async fn lag(&mut self) -> Result<Option<u64>, BusError> {
         let topic = self.topic.clone();
+        let partitions = self.positions.len() as i32;
+        // One primary-key lookup per partition (the last offset), never a scan of the log.
         let heads: Vec<(i32, i64)> = self
             .bus
             .with(move |c| {
-                let mut stmt = c.prepare_cached("SELECT partition, MAX(offset) + 1 FROM events WHERE topic = ?1 GROUP BY partition")?;
-                let rows = stmt.query_map(params![topic], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect()
+                let mut stmt = c.prepare_cached("SELECT COALESCE(MAX(offset) + 1, 0) FROM events WHERE topic = ?1 AND partition = ?2")?;
+                (0..partitions).map(|p| stmt.query_row(params![topic, p], |r| r.get(0)).map(|head| (p, head))).collect()
             })
             .await?;
         let unread: i64 = heads
