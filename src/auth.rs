@@ -52,6 +52,11 @@ impl Authenticated {
     }
 }
 
+/// Whether the request carries an API key in any transport.
+pub fn presents_key(req: &HttpRequest) -> bool {
+    presented_key(req).is_some()
+}
+
 /// The plain key from the first transport that carries a non-empty one.
 fn presented_key(req: &HttpRequest) -> Option<String> {
     let bearer = req

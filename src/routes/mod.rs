@@ -29,7 +29,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/openapi.json", web::get().to(openapi::document));
 }
 
-/// Anything no route matches: 404 in the envelope.
-pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+/// Anything no route matches: 404 in the envelope. A call of an API path that presents a
+/// valid key still counts for that key (usage stats show partners their wrong URLs) and
+/// takes from its bucket, so a spent bucket answers 429 here too.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    use actix_web::FromRequest;
+    if crate::usage::is_api_path(req.path()) && crate::auth::presents_key(&req) {
+        if let Err(e) = crate::auth::Authenticated::from_request(&req, &mut actix_web::dev::Payload::None).await {
+            if e.code() == "rate_limited" {
+                return Err(e);
+            }
+        }
+    }
     Err(ApiError::not_found("Route not found."))
 }

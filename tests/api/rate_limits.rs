@@ -25,6 +25,8 @@ async fn a_key_gets_its_burst_with_headers_counting_down_then_429() {
     refused.assert_error(429, "Rate limit exceeded.", "rate_limited");
     assert_eq!(refused.headers["retry-after"], "1");
     assert_eq!(refused.headers["x-ratelimit-remaining"], "0");
+    // A wrong URL takes from the same bucket: no way around the limit.
+    app.get_with_key("/api/v1/no-such-route", &key).await.assert_error(429, "Rate limit exceeded.", "rate_limited");
     // Another key of the same affiliate has its own bucket, with the default plan.
     let other = app.get_with_key("/api/v1/test", &p.key).await;
     assert_eq!(other.status, 200);

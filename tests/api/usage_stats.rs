@@ -45,27 +45,32 @@ async fn usage_stats_count_requests_errors_and_rejections_per_key_route_and_peri
         assert_eq!(app.get_with_key("/api/v1/test", &p.key).await.status, 200);
     }
     app.get_with_key("/api/v1/products/987654321", &p.key).await.assert_failure(404, "not_found");
+    // A wrong URL with a valid key is still the key's request (and its error).
+    app.get_with_key("/api/v1/no-such-route", &p.key).await.assert_error(404, "Route not found.", "not_found");
     assert_eq!(app.get_with_key("/api/v1/test", &limited).await.status, 200);
     assert_eq!(app.get_with_key("/api/v1/test", &limited).await.status, 200);
     app.get_with_key("/api/v1/test", &limited).await.assert_error(429, "Rate limit exceeded.", "rate_limited");
 
     let path = format!("/v1/stats/usage?granularity=minute&key_id={}", p.key_id);
-    let body = until(&app, &reader, &path, |v| v["data"]["totals"]["requests"] == json!(4)).await;
+    let body = until(&app, &reader, &path, |v| v["data"]["totals"]["requests"] == json!(5)).await;
     let d = &body["data"];
     assert_eq!(d["granularity"], "minute");
     assert_eq!(d["key_id"], json!(p.key_id));
     assert_eq!(
         d["totals"],
-        json!({"requests": 4, "errors": {"total": 1, "4xx": 1, "5xx": 0}, "error_rate": 25, "rate_limited": 0,
-               "by_status_class": {"2xx": 3, "3xx": 0, "4xx": 1, "5xx": 0}})
+        json!({"requests": 5, "errors": {"total": 2, "4xx": 2, "5xx": 0}, "error_rate": 40, "rate_limited": 0,
+               "by_status_class": {"2xx": 3, "3xx": 0, "4xx": 2, "5xx": 0}})
     );
     let series = d["series"].as_array().unwrap();
     assert_eq!(series.len(), 60, "the last 60 minutes, one entry each");
-    assert_eq!(series.iter().map(|s| s["requests"].as_u64().unwrap()).sum::<u64>(), 4);
+    assert_eq!(series.iter().map(|s| s["requests"].as_u64().unwrap()).sum::<u64>(), 5);
     assert!(series[0]["period"].as_str().unwrap().ends_with(":00.000000Z"));
     let routes: Vec<(String, u64)> =
         d["routes"].as_array().unwrap().iter().map(|r| (r["route"].as_str().unwrap().to_string(), r["requests"].as_u64().unwrap())).collect();
-    assert_eq!(routes, vec![("/api/v1/test".to_string(), 3), ("/api/v1/products/{product}".to_string(), 1)]);
+    assert_eq!(
+        routes,
+        vec![("/api/v1/test".to_string(), 3), ("/api/v1/products/{product}".to_string(), 1), ("unmatched".to_string(), 1)]
+    );
 
     let limited_path = format!("/v1/stats/usage?granularity=hour&key_id={limited_id}");
     let body = until(&app, &reader, &limited_path, |v| v["data"]["totals"]["requests"] == json!(3)).await;
@@ -79,7 +84,7 @@ async fn usage_stats_count_requests_errors_and_rejections_per_key_route_and_peri
     assert_eq!(all["data"]["series"].as_array().unwrap().len(), 7);
     let per_key: Vec<u64> = all["data"]["keys"].as_array().unwrap().iter().map(|k| k["key_id"].as_u64().unwrap()).collect();
     assert!(per_key.contains(&p.key_id) && per_key.contains(&limited_id));
-    assert!(all["data"]["totals"]["requests"].as_u64().unwrap() >= 7);
+    assert!(all["data"]["totals"]["requests"].as_u64().unwrap() >= 8);
 
     // Another partner sees none of it, and not the first partner's key either.
     let other = app.partner(None).await;
