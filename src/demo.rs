@@ -64,6 +64,9 @@ pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
                 deleted_at: None,
             };
             state.store.put_category(&category).await?;
+            if let Some(slug) = &category.slug {
+                state.store.claim_unique(crate::routes::admin::categories::SLUG_NAMESPACE, slug, category.id).await?;
+            }
         }
     }
     if state.store.products().await?.is_empty() {

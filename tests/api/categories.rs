@@ -100,3 +100,33 @@ async fn slugs_are_validated_and_unique_and_updates_apply() {
     assert!(empty.body["errors"]["payload"].is_array());
     assert_eq!(app.admin(Method::PATCH, "/categories/999999", Some(json!({"name": "x"}))).await.status, 404);
 }
+
+/// Concurrent creations (and renames) of one slug: exactly one wins, the others are 422; a
+/// deleted or renamed category frees its slug.
+#[actix_web::test]
+async fn a_slug_is_claimed_once_even_under_concurrency() {
+    let app = spawn_app().await;
+    let slug = format!("race-{}", crate::partner::tag());
+    let create = |n: u32| {
+        let app = &app;
+        let slug = slug.clone();
+        async move { app.admin(Method::POST, "/categories", Some(json!({"name": format!("Race {n}"), "slug": slug}))).await }
+    };
+    let answers = futures_util::future::join_all((0..8).map(create)).await;
+    let won: Vec<&crate::helpers::Answer> = answers.iter().filter(|a| a.status == 201).collect();
+    assert_eq!(won.len(), 1, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    for a in answers.iter().filter(|a| a.status != 201) {
+        a.assert_invalid("slug");
+        assert_eq!(a.body["errors"]["slug"][0], "The slug has already been taken.");
+    }
+    let winner = won[0].body["data"]["category"]["id"].as_u64().unwrap();
+    // Renaming frees the old slug; deleting frees the new one.
+    let renamed = format!("{slug}-b");
+    let r = app.admin(Method::PATCH, &format!("/categories/{winner}"), Some(json!({"slug": renamed}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let again = app.admin(Method::POST, "/categories", Some(json!({"name": "Again", "slug": slug}))).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    app.admin(Method::POST, "/categories", Some(json!({"name": "Taken", "slug": renamed}))).await.assert_invalid("slug");
+    assert_eq!(app.admin(Method::DELETE, &format!("/categories/{winner}"), None).await.status, 200);
+    assert_eq!(app.admin(Method::POST, "/categories", Some(json!({"name": "Freed", "slug": renamed}))).await.status, 201);
+}

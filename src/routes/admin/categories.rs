@@ -77,7 +77,21 @@ pub fn is_slug(s: &str) -> bool {
     !s.is_empty() && s.len() <= 255 && s.split('-').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
-/// Checks a slug's shape and that no other live category has it.
+/// The namespace of [`crate::store::Store::claim_unique`] that makes category slugs unique.
+pub const SLUG_NAMESPACE: &str = "category_slug";
+
+/// Claims the slug for the category, atomically (two concurrent creations cannot both win).
+async fn claim_slug(state: &AppState, slug: Option<&str>, id: u64) -> Result<(), ApiError> {
+    match slug {
+        Some(slug) if !state.store.claim_unique(SLUG_NAMESPACE, slug, id).await? => {
+            Err(ApiError::invalid_field("slug", "The slug has already been taken."))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a slug's shape and that no other live category has it (categories stored before
+/// slugs were claimed have no claim, so the live set is checked too).
 async fn check_slug(state: &AppState, slug: Option<&str>, own_id: Option<u64>) -> Result<(), ApiError> {
     let Some(slug) = slug.filter(|s| !s.is_empty()) else { return Ok(()) };
     let mut errors = FieldErrors::new();
@@ -117,9 +131,11 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
     let body = body.into_inner();
     let slug = body.slug.filter(|s| !s.is_empty());
     check_slug(&state, slug.as_deref(), None).await?;
+    let id = state.store.next_id(Sequence::Category).await?;
+    claim_slug(&state, slug.as_deref(), id).await?;
     let now = Utc::now();
     let category = CategoryRecord {
-        id: state.store.next_id(Sequence::Category).await?,
+        id,
         name: body.name,
         slug,
         active: body.active,
@@ -150,6 +166,10 @@ pub async fn update(
     if let Some(slug) = &body.slug {
         let slug = slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
         check_slug(&state, slug, Some(category.id)).await?;
+        claim_slug(&state, slug, category.id).await?;
+        if let Some(old) = category.slug.as_deref().filter(|old| Some(*old) != slug) {
+            state.store.release_unique(SLUG_NAMESPACE, old, category.id).await?;
+        }
         category.slug = slug.map(String::from);
     }
     if let Some(name) = body.name {
@@ -174,6 +194,10 @@ pub async fn delete(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64
     category.deleted_at = Some(now);
     category.updated_at = now;
     state.store.put_category(&category).await?;
+    // A deleted category frees its slug (after the delete is stored: a failure keeps it).
+    if let Some(slug) = &category.slug {
+        state.store.release_unique(SLUG_NAMESPACE, slug, category.id).await?;
+    }
     state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
     emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
     Ok(answer(StatusCode::OK, &category))
