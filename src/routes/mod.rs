@@ -29,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/openapi.json", web::get().to(openapi::document));
 }
 
-/// Anything no route matches: 404 in the envelope. A call of an API path that presents a
+/// Anything no route matches: 405 with `Allow` when the path is a route called with another
+/// method, 404 otherwise, in the envelope. A call of an API path that presents a
 /// valid key still counts for that key (usage stats show partners their wrong URLs) and
 /// takes from its bucket, so a spent bucket answers 429 here too.
 pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
@@ -40,6 +41,10 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
                 return Err(e);
             }
         }
+    }
+    if let Some(allowed) = openapi::allowed_methods(req.path()) {
+        return Err(ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed.")
+            .with_header("allow", allowed.join(", ")));
     }
     Err(ApiError::not_found("Route not found."))
 }

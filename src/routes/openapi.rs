@@ -57,3 +57,50 @@ impl Modify for Security {
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
+
+/// Every documented route: its pattern (in actix's `{name}` syntax, as OpenAPI writes it) and
+/// the methods it answers, for the 405 of a known path called with another method.
+static ROUTES: std::sync::LazyLock<Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>> = std::sync::LazyLock::new(|| {
+    use utoipa::openapi::path::HttpMethod;
+    let doc = ApiDoc::openapi();
+    doc.paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let mut methods = Vec::new();
+            for (method, op) in [
+                (HttpMethod::Get, &item.get),
+                (HttpMethod::Post, &item.post),
+                (HttpMethod::Put, &item.put),
+                (HttpMethod::Patch, &item.patch),
+                (HttpMethod::Delete, &item.delete),
+            ] {
+                if op.is_some() {
+                    methods.push(match method {
+                        HttpMethod::Get => "GET",
+                        HttpMethod::Post => "POST",
+                        HttpMethod::Put => "PUT",
+                        HttpMethod::Patch => "PATCH",
+                        _ => "DELETE",
+                    });
+                }
+            }
+            (actix_web::dev::ResourceDef::new(path.as_str()), methods)
+        })
+        .collect()
+});
+
+/// The methods a documented route answers at `path`, when there is such a route.
+pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for (def, methods) in ROUTES.iter() {
+        if def.is_match(path) {
+            for m in methods {
+                if !out.contains(m) {
+                    out.push(m);
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}

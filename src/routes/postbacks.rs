@@ -74,7 +74,7 @@ fn id_like(v: &str, max: usize) -> bool {
 }
 
 /// Accepts a postback once it is durable.
-#[utoipa::path(get, path = "/v1/postbacks", tag = "partner",
+#[utoipa::path(method(get, post), path = "/v1/postbacks", tag = "partner",
     params(
         ("token" = String, Query, description = "the network's postback token"),
         ("click_id" = String, Query, description = "click id from the redirect"),
