@@ -109,7 +109,7 @@ fn main() {
         let now = chrono::Utc::now();
         let counted: u64 = state
             .store
-            .usage_of(affiliate, now - chrono::Duration::hours(1), now + chrono::Duration::minutes(1))
+            .usage_of(affiliate, hissaback::store::UsageResolution::Minute, now - chrono::Duration::hours(1), now + chrono::Duration::minutes(1))
             .await
             .unwrap()
             .iter()

@@ -41,7 +41,7 @@ pub fn record<B>(state: &AppState, res: &ServiceResponse<B>, route: &str, reques
     let status = res.status().as_u16();
     let now = Utc::now();
     if let Some(Caller::Key { affiliate_id, key_id }) = caller {
-        let cell = UsageCell { affiliate_id, minute: minute_of(now), key_id, route: route.to_string(), status_class: status_class(status) };
+        let cell = UsageCell { affiliate_id, period: minute_of(now), key_id, route: route.to_string(), status_class: status_class(status) };
         state.usage.requested(cell, status == 429);
     }
     let (actor, affiliate_id, key_id, network_id) = match caller {

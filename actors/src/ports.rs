@@ -29,13 +29,85 @@ pub trait CampaignSource: Send + Sync + 'static {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UsageCell {
     pub affiliate_id: u64,
-    /// The start of the minute (seconds are zero).
-    pub minute: DateTime<Utc>,
+    /// The start of the period: a minute as the request path notes it; a minute, hour or
+    /// day as the store reads it back (see [`UsageResolution`]).
+    pub period: DateTime<Utc>,
     pub key_id: u64,
     /// The route pattern (`/api/v1/products/{id}`), never the raw path.
     pub route: String,
     /// `2xx`, `3xx`, `4xx` or `5xx`.
     pub status_class: String,
+}
+
+/// The resolutions usage counters are kept at: each request adds to its minute, its hour and
+/// its day, so a long window is read from a few coarse rows rather than every minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UsageResolution {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl UsageResolution {
+    pub const ALL: [UsageResolution; 3] = [UsageResolution::Minute, UsageResolution::Hour, UsageResolution::Day];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == raw)
+    }
+
+    pub fn step(self) -> chrono::Duration {
+        match self {
+            Self::Minute => chrono::Duration::minutes(1),
+            Self::Hour => chrono::Duration::hours(1),
+            Self::Day => chrono::Duration::days(1),
+        }
+    }
+
+    /// The start of the period `t` falls in.
+    pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        use chrono::DurationRound;
+        t.duration_trunc(self.step()).unwrap_or(t)
+    }
+
+    /// The storage bucket of a period (a CQL partition holds one): the UTC day of a minute,
+    /// the month of an hour, the year of a day. At most 1,440, 744 or 366 periods each.
+    pub fn bucket(self, t: DateTime<Utc>) -> String {
+        match self {
+            Self::Minute => t.format("%Y-%m-%d").to_string(),
+            Self::Hour => t.format("%Y-%m").to_string(),
+            Self::Day => t.format("%Y").to_string(),
+        }
+    }
+
+    /// Every bucket a window `[from, to)` touches, in order.
+    pub fn buckets(self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut t = self.floor(from);
+        while t < to {
+            let b = self.bucket(t);
+            if out.last() != Some(&b) {
+                out.push(b);
+            }
+            t += match self {
+                Self::Minute => chrono::Duration::hours(1),
+                Self::Hour | Self::Day => chrono::Duration::days(1),
+            };
+        }
+        if let Some(last) = to.checked_sub_signed(chrono::Duration::nanoseconds(1)).map(|t| self.bucket(t)) {
+            if to > from && out.last() != Some(&last) {
+                out.push(last);
+            }
+        }
+        out
+    }
 }
 
 /// What a cell counts.
@@ -99,7 +171,7 @@ pub struct AuditEntry {
 /// Where the usage recorder writes counters and audit rows.
 #[async_trait]
 pub trait UsageSink: Send + Sync + 'static {
-    /// Adds the counts to the stored counters.
+    /// Adds minute cells to the stored counters (at every resolution).
     async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> anyhow::Result<()>;
     /// Adds clicks per campaign and day.
     async fn add_clicks(&self, batch: &[(ClickCell, u64)]) -> anyhow::Result<()>;

@@ -20,9 +20,9 @@ use crate::json;
 use crate::routes::pagination::int_param;
 use crate::routes::products::QueryParams;
 use crate::state::AppState;
-use crate::store::{AuditEntry, RewardStatus};
+use crate::store::{AuditEntry, RewardStatus, UsageResolution};
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -52,59 +52,21 @@ fn rate(part: u64, whole: u64) -> Value {
     json::number(pct.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Granularity {
-    Minute,
-    Hour,
-    Day,
+/// The default window of a granularity, ending now: 60 minutes, 24 hours or 7 days.
+fn default_span(g: UsageResolution) -> Duration {
+    match g {
+        UsageResolution::Minute => Duration::minutes(60),
+        UsageResolution::Hour => Duration::hours(24),
+        UsageResolution::Day => Duration::days(7),
+    }
 }
 
-impl Granularity {
-    fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "minute" => Some(Self::Minute),
-            "hour" => Some(Self::Hour),
-            "day" => Some(Self::Day),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Minute => "minute",
-            Self::Hour => "hour",
-            Self::Day => "day",
-        }
-    }
-
-    fn step(self) -> Duration {
-        match self {
-            Self::Minute => Duration::minutes(1),
-            Self::Hour => Duration::hours(1),
-            Self::Day => Duration::days(1),
-        }
-    }
-
-    /// The default window, ending now: 60 minutes, 24 hours or 7 days.
-    fn default_span(self) -> Duration {
-        match self {
-            Self::Minute => Duration::minutes(60),
-            Self::Hour => Duration::hours(24),
-            Self::Day => Duration::days(7),
-        }
-    }
-
-    /// The longest window one answer covers: 1 day of minutes, 7 days of hours, 92 days.
-    fn max_span(self) -> Duration {
-        match self {
-            Self::Minute => Duration::days(1),
-            Self::Hour => Duration::days(7),
-            Self::Day => Duration::days(92),
-        }
-    }
-
-    fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
-        t.duration_trunc(self.step()).unwrap_or(t)
+/// The longest window one answer covers, and how it is said.
+fn max_span(g: UsageResolution) -> (Duration, &'static str) {
+    match g {
+        UsageResolution::Minute => (Duration::days(1), "1 day"),
+        UsageResolution::Hour => (Duration::days(7), "7 days"),
+        UsageResolution::Day => (Duration::days(92), "92 days"),
     }
 }
 
@@ -140,8 +102,8 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
     let q = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
     let granularity = match q.one("granularity") {
-        None => Some(Granularity::Day),
-        Some(raw) => Granularity::parse(raw).or_else(|| {
+        None => Some(UsageResolution::Day),
+        Some(raw) => UsageResolution::parse(raw).or_else(|| {
             errors.insert("granularity".into(), vec!["The granularity must be day, hour or minute.".into()]);
             None
         }),
@@ -164,17 +126,13 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
     }
     let now = Utc::now();
     let to = to.unwrap_or(now);
-    let from = granularity.floor(from.unwrap_or(to - granularity.default_span() + granularity.step()));
+    let from = granularity.floor(from.unwrap_or(to - default_span(granularity) + granularity.step()));
     if from >= to {
         return Err(ApiError::invalid_field("to", "The to field must be after from."));
     }
-    if to - from > granularity.max_span() {
-        let limit = match granularity {
-            Granularity::Minute => "1 day",
-            Granularity::Hour => "7 days",
-            Granularity::Day => "92 days",
-        };
-        return Err(ApiError::invalid_field("to", format!("At most {limit} per answer with granularity {}.", granularity.name())));
+    let (longest, said) = max_span(granularity);
+    if to - from > longest {
+        return Err(ApiError::invalid_field("to", format!("At most {said} per answer with granularity {}.", granularity.name())));
     }
     if let Some(k) = key_id {
         // Another affiliate's key is simply not found among yours.
@@ -183,7 +141,7 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
             return Err(ApiError::not_found("API key not found."));
         }
     }
-    let cells = state.store.usage_of(auth.affiliate.id, from, to).await?;
+    let cells = state.store.usage_of(auth.affiliate.id, granularity, from, to).await?;
     #[derive(Default)]
     struct Tally {
         requests: u64,
@@ -232,7 +190,7 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
     for (cell, counts) in cells.iter().filter(|(c, _)| key_id.is_none_or(|k| c.key_id == k)) {
         let class = cell.status_class.as_str();
         totals.add(class, counts.requests, counts.rate_limited);
-        periods.entry(granularity.floor(cell.minute)).or_default().add(class, counts.requests, counts.rate_limited);
+        periods.entry(granularity.floor(cell.period)).or_default().add(class, counts.requests, counts.rate_limited);
         routes.entry(cell.route.clone()).or_default().add(class, counts.requests, counts.rate_limited);
         keys.entry(cell.key_id).or_default().add(class, counts.requests, counts.rate_limited);
     }

@@ -10,7 +10,7 @@
 //! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
 //! only for the statement itself.
 
-use super::{AuditEntry, ClickCell, UsageCell, UsageCounts, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, ConversionRecord, LinkRecord, NetworkRecord, OfferRecord, PostingRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
+use super::{AuditEntry, ClickCell, UsageCell, UsageCounts, UsageResolution, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, ConversionRecord, LinkRecord, NetworkRecord, OfferRecord, PostingRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use hissaback_actors::ports::KeyLastUsed;
@@ -67,15 +67,16 @@ CREATE TABLE IF NOT EXISTS conversions (
 );
 CREATE INDEX IF NOT EXISTS rewards_by_user ON conversions (affiliate_id, tenant_id, user_id);
 CREATE TABLE IF NOT EXISTS postings (conversion_id INTEGER NOT NULL, leg TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conversion_id, leg)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS usage_counters (
+CREATE TABLE IF NOT EXISTS usage_rollups (
     affiliate_id INTEGER NOT NULL,
-    minute INTEGER NOT NULL,
+    resolution TEXT NOT NULL,
+    period INTEGER NOT NULL,
     key_id INTEGER NOT NULL,
     route TEXT NOT NULL,
     status_class TEXT NOT NULL,
     requests INTEGER NOT NULL,
     rate_limited INTEGER NOT NULL,
-    PRIMARY KEY (affiliate_id, minute, key_id, route, status_class)
+    PRIMARY KEY (affiliate_id, resolution, period, key_id, route, status_class)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS campaign_clicks (
     affiliate_id INTEGER NOT NULL,
@@ -690,20 +691,20 @@ impl Store for EmbeddedStore {
     }
 
     async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> StoreResult<()> {
-        let rows: Vec<_> = batch
-            .iter()
-            .map(|(c, n)| (c.affiliate_id as i64, c.minute.timestamp(), c.key_id as i64, c.route.clone(), c.status_class.clone(), n.requests as i64, n.rate_limited as i64))
+        let rows: Vec<_> = super::usage_rollups(batch)
+            .into_iter()
+            .map(|(r, c, n)| (c.affiliate_id as i64, r.name(), c.period.timestamp(), c.key_id as i64, c.route, c.status_class, n.requests as i64, n.rate_limited as i64))
             .collect();
         self.with(move |conn| {
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
-                    "INSERT INTO usage_counters (affiliate_id, minute, key_id, route, status_class, requests, rate_limited)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    "INSERT INTO usage_rollups (affiliate_id, resolution, period, key_id, route, status_class, requests, rate_limited)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, rate_limited = rate_limited + excluded.rate_limited",
                 )?;
                 for r in &rows {
-                    stmt.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6])?;
+                    stmt.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7])?;
                 }
             }
             tx.commit()
@@ -711,24 +712,31 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn usage_of(&self, affiliate_id: u64, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<(UsageCell, UsageCounts)>> {
+    async fn usage_of(
+        &self,
+        affiliate_id: u64,
+        resolution: UsageResolution,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(UsageCell, UsageCounts)>> {
         let rows: Vec<(i64, i64, String, String, i64, i64)> = self
             .with(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT minute, key_id, route, status_class, requests, rate_limited FROM usage_counters
-                     WHERE affiliate_id = ?1 AND minute >= ?2 AND minute < ?3 ORDER BY minute, key_id, route, status_class",
+                    "SELECT period, key_id, route, status_class, requests, rate_limited FROM usage_rollups
+                     WHERE affiliate_id = ?1 AND resolution = ?2 AND period >= ?3 AND period < ?4
+                     ORDER BY period, key_id, route, status_class",
                 )?;
-                let rows = stmt.query_map(params![affiliate_id as i64, from.timestamp(), to.timestamp()], |r| {
+                let rows = stmt.query_map(params![affiliate_id as i64, resolution.name(), from.timestamp(), to.timestamp()], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                 })?;
                 rows.collect()
             })
             .await?;
         rows.into_iter()
-            .map(|(minute, key_id, route, status_class, requests, rate_limited)| {
-                let minute = DateTime::from_timestamp(minute, 0).ok_or_else(|| StoreError::Corrupt(format!("usage minute {minute}")))?;
+            .map(|(period, key_id, route, status_class, requests, rate_limited)| {
+                let period = DateTime::from_timestamp(period, 0).ok_or_else(|| StoreError::Corrupt(format!("usage period {period}")))?;
                 Ok((
-                    UsageCell { affiliate_id, minute, key_id: key_id as u64, route, status_class },
+                    UsageCell { affiliate_id, period, key_id: key_id as u64, route, status_class },
                     UsageCounts { requests: requests as u64, rate_limited: rate_limited as u64 },
                 ))
             })

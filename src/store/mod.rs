@@ -17,7 +17,7 @@ use crate::configuration::{Settings, StoreBackend};
 use crate::domain::{KeyKind, Scope};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-pub use hissaback_actors::ports::{AuditActor, AuditEntry, ClickCell, UsageCell, UsageCounts};
+pub use hissaback_actors::ports::{AuditActor, AuditEntry, ClickCell, UsageCell, UsageCounts, UsageResolution};
 use hissaback_actors::ports::{KeyLastUsed, KeyUsageSink};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,19 @@ pub static STORE_SECONDS: std::sync::LazyLock<prometheus::HistogramVec> = std::s
 /// Times one store statement into [`STORE_SECONDS`].
 pub(crate) fn observe_store(backend: &str, started: std::time::Instant) {
     STORE_SECONDS.with_label_values(&[backend]).observe(started.elapsed().as_secs_f64());
+}
+
+/// Minute cells summed into every resolution's cells, in a stable order (what `add_usage`
+/// writes).
+pub fn usage_rollups(batch: &[(UsageCell, UsageCounts)]) -> Vec<(UsageResolution, UsageCell, UsageCounts)> {
+    let mut sums: std::collections::BTreeMap<(UsageResolution, UsageCell), UsageCounts> = std::collections::BTreeMap::new();
+    for (cell, counts) in batch {
+        for r in UsageResolution::ALL {
+            let key = UsageCell { period: r.floor(cell.period), ..cell.clone() };
+            sums.entry((r, key)).or_default().add(*counts);
+        }
+    }
+    sums.into_iter().map(|((r, c), n)| (r, c, n)).collect()
 }
 
 /// Why a store call failed.
@@ -551,11 +564,18 @@ pub trait Store: Send + Sync + 'static {
     async fn conversions_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ConversionRecord>>;
 
     // Usage counters, clicks and the audit log (written in batches by the usage recorder).
-    /// Adds to the usage counters (ScyllaDB counter columns; not idempotent, and need not be:
-    /// they feed stats and dashboards, never money).
+    /// Adds minute cells to the usage counters at every resolution (ScyllaDB counter columns;
+    /// not idempotent, and need not be: they feed stats and dashboards, never money).
     async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> StoreResult<()>;
-    /// The partner's counters with `from <= minute < to` (callers bound the range to weeks).
-    async fn usage_of(&self, affiliate_id: u64, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<(UsageCell, UsageCounts)>>;
+    /// The partner's counters at `resolution` with `from <= period < to` (callers bound the
+    /// window: a day of minutes, a week of hours, a quarter of days).
+    async fn usage_of(
+        &self,
+        affiliate_id: u64,
+        resolution: UsageResolution,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(UsageCell, UsageCounts)>>;
     /// Adds clicks per campaign and day.
     async fn add_clicks(&self, batch: &[(ClickCell, u64)]) -> StoreResult<()>;
     /// The partner's click counters, every campaign and day.

@@ -13,7 +13,7 @@
 //! Scylla-only table options.
 
 use super::{
-    AuditEntry, ClickCell, UsageCell, UsageCounts, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, ConversionRecord, DeliveryRecord, LinkRecord, PostingRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
+    AuditEntry, ClickCell, UsageCell, UsageCounts, UsageResolution, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, ConversionRecord, DeliveryRecord, LinkRecord, PostingRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
     PromotionRecord, Sequence, Store, StoreError, StoreResult, WebhookRecord,
 };
 use crate::configuration::ScyllaSettings;
@@ -61,7 +61,7 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.rewards_by_user (affiliate_id bigint, tenant_id text, user_id text, conversion_id bigint, PRIMARY KEY ((affiliate_id, tenant_id, user_id), conversion_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.postings (conversion_id bigint, leg text, body text, PRIMARY KEY (conversion_id, leg))",
     "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_affiliate (affiliate_id bigint, campaign_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, campaign_id, id))",
-    "CREATE TABLE IF NOT EXISTS {ks}.usage_counters (affiliate_id bigint, day date, minute timestamp, key_id bigint, route text, status_class text, requests counter, rate_limited counter, PRIMARY KEY ((affiliate_id, day), minute, key_id, route, status_class))",
+    "CREATE TABLE IF NOT EXISTS {ks}.usage_rollups (affiliate_id bigint, resolution text, bucket text, period timestamp, key_id bigint, route text, status_class text, requests counter, rate_limited counter, PRIMARY KEY ((affiliate_id, resolution, bucket), period, key_id, route, status_class))",
     "CREATE TABLE IF NOT EXISTS {ks}.campaign_clicks (affiliate_id bigint, campaign_id bigint, day date, clicks counter, PRIMARY KEY (affiliate_id, campaign_id, day))",
     "CREATE TABLE IF NOT EXISTS {ks}.audit_log (affiliate_id bigint, day date, at timestamp, request_id text, nonce bigint, body text, PRIMARY KEY ((affiliate_id, day), at, request_id, nonce)) WITH CLUSTERING ORDER BY (at DESC, request_id ASC, nonce ASC)",
 ];
@@ -327,13 +327,13 @@ impl ScyllaStore {
             conversion_affiliate_put: prepare("INSERT INTO {ks}.conversions_by_affiliate (affiliate_id, campaign_id, id, body) VALUES (?, ?, ?, ?)").await?,
             conversion_affiliate_list: prepare("SELECT body FROM {ks}.conversions_by_affiliate WHERE affiliate_id = ?").await?,
             usage_add: prepare(
-                "UPDATE {ks}.usage_counters SET requests = requests + ?, rate_limited = rate_limited + ? \
-                 WHERE affiliate_id = ? AND day = ? AND minute = ? AND key_id = ? AND route = ? AND status_class = ?",
+                "UPDATE {ks}.usage_rollups SET requests = requests + ?, rate_limited = rate_limited + ? \
+                 WHERE affiliate_id = ? AND resolution = ? AND bucket = ? AND period = ? AND key_id = ? AND route = ? AND status_class = ?",
             )
             .await?,
             usage_list: prepare(
-                "SELECT minute, key_id, route, status_class, requests, rate_limited FROM {ks}.usage_counters \
-                 WHERE affiliate_id = ? AND day = ? AND minute >= ? AND minute < ?",
+                "SELECT period, key_id, route, status_class, requests, rate_limited FROM {ks}.usage_rollups \
+                 WHERE affiliate_id = ? AND resolution = ? AND bucket = ? AND period >= ? AND period < ?",
             )
             .await?,
             clicks_add: prepare("UPDATE {ks}.campaign_clicks SET clicks = clicks + ? WHERE affiliate_id = ? AND campaign_id = ? AND day = ?").await?,
@@ -805,48 +805,51 @@ impl Store for ScyllaStore {
 
     async fn add_usage(&self, batch: &[(UsageCell, UsageCounts)]) -> StoreResult<()> {
         // Counter updates cannot be batched across partitions cheaply; they go concurrently.
-        for chunk in batch.chunks(WRITE_CHUNK) {
-            let writes = chunk.iter().map(|(c, n)| {
-            self.write(
-                &self.st.usage_add,
-                (
-                    scylla::value::Counter(n.requests as i64),
-                    scylla::value::Counter(n.rate_limited as i64),
-                    id(c.affiliate_id),
-                    c.minute.date_naive(),
-                    c.minute,
-                    id(c.key_id),
-                    c.route.as_str(),
-                    c.status_class.as_str(),
-                ),
-            )
+        let rollups = super::usage_rollups(batch);
+        for chunk in rollups.chunks(WRITE_CHUNK) {
+            let writes = chunk.iter().map(|(r, c, n)| {
+                self.write(
+                    &self.st.usage_add,
+                    (
+                        scylla::value::Counter(n.requests as i64),
+                        scylla::value::Counter(n.rate_limited as i64),
+                        id(c.affiliate_id),
+                        r.name(),
+                        r.bucket(c.period),
+                        c.period,
+                        id(c.key_id),
+                        c.route.as_str(),
+                        c.status_class.as_str(),
+                    ),
+                )
             });
             futures_util::future::join_all(writes).await.into_iter().collect::<StoreResult<()>>()?;
         }
         Ok(())
     }
 
-    async fn usage_of(&self, affiliate_id: u64, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<(UsageCell, UsageCounts)>> {
+    async fn usage_of(
+        &self,
+        affiliate_id: u64,
+        resolution: UsageResolution,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<(UsageCell, UsageCounts)>> {
         let mut out = Vec::new();
-        let mut day = from.date_naive();
-        while day <= to.date_naive() {
+        for bucket in resolution.buckets(from, to) {
             let rows = self
-                .exec(&self.st.usage_list, (id(affiliate_id), day, from, to))
+                .exec(&self.st.usage_list, (id(affiliate_id), resolution.name(), bucket.as_str(), from, to))
                 .await
                 .map_err(driver_error)?
                 .into_rows_result()
                 .map_err(driver_error)?;
             for row in rows.rows::<(DateTime<Utc>, i64, String, String, Option<scylla::value::Counter>, Option<scylla::value::Counter>)>().map_err(driver_error)? {
-                let (minute, key_id, route, status_class, requests, rate_limited) = row.map_err(driver_error)?;
+                let (period, key_id, route, status_class, requests, rate_limited) = row.map_err(driver_error)?;
                 out.push((
-                    UsageCell { affiliate_id, minute, key_id: key_id as u64, route, status_class },
+                    UsageCell { affiliate_id, period, key_id: key_id as u64, route, status_class },
                     UsageCounts { requests: requests.map_or(0, |c| c.0.max(0) as u64), rate_limited: rate_limited.map_or(0, |c| c.0.max(0) as u64) },
                 ));
             }
-            day = match day.succ_opt() {
-                Some(d) => d,
-                None => break,
-            };
         }
         Ok(out)
     }

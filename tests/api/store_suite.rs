@@ -409,7 +409,7 @@ pub async fn usage_counters_add_up_per_cell_and_are_read_by_range(store: SharedS
     let minute = |m: i64| chrono::DateTime::from_timestamp(1_795_000_000 / 60 * 60 + m * 60, 0).unwrap();
     let cell = |m: i64, key_id: u64, class: &str| UsageCell {
         affiliate_id: a,
-        minute: minute(m),
+        period: minute(m),
         key_id,
         route: "/api/v1/products".into(),
         status_class: class.into(),
@@ -425,7 +425,8 @@ pub async fn usage_counters_add_up_per_cell_and_are_read_by_range(store: SharedS
         .add_usage(&[(UsageCell { affiliate_id: a + 100_000, ..cell(0, 9, "2xx") }, one)])
         .await
         .unwrap();
-    let mut all = store.usage_of(a, minute(0), minute(after_midnight + 1)).await.unwrap();
+    use hissaback::store::UsageResolution::{Day, Hour, Minute};
+    let mut all = store.usage_of(a, Minute, minute(0), minute(after_midnight + 1)).await.unwrap();
     all.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(
         all,
@@ -436,9 +437,26 @@ pub async fn usage_counters_add_up_per_cell_and_are_read_by_range(store: SharedS
             (cell(after_midnight, 2, "5xx"), one),
         ]
     );
-    let first_minute = store.usage_of(a, minute(0), minute(1)).await.unwrap();
+    let first_minute = store.usage_of(a, Minute, minute(0), minute(1)).await.unwrap();
     assert_eq!(first_minute.len(), 2, "the end of the range is exclusive");
-    assert!(store.usage_of(a, minute(-10), minute(0)).await.unwrap().is_empty());
+    assert!(store.usage_of(a, Minute, minute(-10), minute(0)).await.unwrap().is_empty());
+    // The same requests, rolled up per hour and per day.
+    for (resolution, second) in [(Hour, Hour.floor(minute(after_midnight))), (Day, Day.floor(minute(after_midnight)))] {
+        let start = resolution.floor(minute(0));
+        let mut rolled = store.usage_of(a, resolution, start, second + resolution.step()).await.unwrap();
+        rolled.sort_by(|x, y| x.0.cmp(&y.0));
+        let at = |period, key_id, class: &str| UsageCell { period, ..cell(0, key_id, class) };
+        assert_eq!(
+            rolled,
+            vec![
+                (at(start, 1, "2xx"), UsageCounts { requests: 5, rate_limited: 0 }),
+                (at(start, 1, "4xx"), UsageCounts { requests: 3, rate_limited: 2 }),
+                (at(start, 2, "2xx"), one),
+                (at(second, 2, "5xx"), one),
+            ],
+            "{resolution:?}"
+        );
+    }
 }
 
 pub async fn click_counters_add_up_per_campaign_and_day(store: SharedStore) {

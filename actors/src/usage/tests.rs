@@ -44,7 +44,7 @@ fn t(secs: i64) -> DateTime<Utc> {
 }
 
 fn cell(key_id: u64, at: DateTime<Utc>, status: u16) -> UsageCell {
-    UsageCell { affiliate_id: 1, minute: minute_of(at), key_id, route: "/api/v1/test".into(), status_class: status_class(status) }
+    UsageCell { affiliate_id: 1, period: minute_of(at), key_id, route: "/api/v1/test".into(), status_class: status_class(status) }
 }
 
 fn entry(n: u64) -> AuditEntry {
@@ -134,4 +134,22 @@ async fn the_interval_flushes_without_being_asked() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(sink.audit.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn resolutions_floor_and_bucket_periods() {
+    use crate::ports::UsageResolution::{Day, Hour, Minute};
+    let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    assert_eq!(Hour.floor(t("2026-11-23T14:37:12Z")), t("2026-11-23T14:00:00Z"));
+    assert_eq!(Day.floor(t("2026-11-23T14:37:12Z")), t("2026-11-23T00:00:00Z"));
+    assert_eq!(Minute.bucket(t("2026-11-23T14:37:12Z")), "2026-11-23");
+    assert_eq!(Hour.bucket(t("2026-11-23T14:37:12Z")), "2026-11");
+    assert_eq!(Day.bucket(t("2026-11-23T14:37:12Z")), "2026");
+    assert_eq!(Minute.buckets(t("2026-11-23T23:00:00Z"), t("2026-11-24T00:00:00Z")), vec!["2026-11-23"]);
+    assert_eq!(Minute.buckets(t("2026-11-23T23:59:00Z"), t("2026-11-24T00:01:00Z")), vec!["2026-11-23", "2026-11-24"]);
+    assert_eq!(Hour.buckets(t("2026-11-28T00:00:00Z"), t("2026-12-02T00:00:00Z")), vec!["2026-11", "2026-12"]);
+    assert_eq!(Day.buckets(t("2026-11-01T00:00:00Z"), t("2027-02-01T00:00:00Z")), vec!["2026", "2027"]);
+    assert_eq!(Day.buckets(t("2026-11-01T00:00:00Z"), t("2026-11-01T00:00:00Z")), Vec::<String>::new());
+    assert_eq!(crate::ports::UsageResolution::parse("hour"), Some(Hour));
+    assert_eq!(crate::ports::UsageResolution::parse("week"), None);
 }
