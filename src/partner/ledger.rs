@@ -227,8 +227,24 @@ pub async fn pay(
     only: Option<&[u64]>,
 ) -> anyhow::Result<(usize, usize)> {
     let (mut paid, mut failed) = (0, 0);
-    for mut c in store.conversions().await? {
-        if c.status != RewardStatus::Queued || only.is_some_and(|ids| !ids.contains(&c.id)) {
+    let candidates = match only {
+        // Named rewards are read one by one; otherwise the queued index, never every conversion.
+        Some(ids) => {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut found = Vec::new();
+            for id in &ids {
+                if let Some(c) = store.get_conversion(*id).await? {
+                    found.push(c);
+                }
+            }
+            found
+        }
+        None => store.queued_conversions().await?,
+    };
+    for mut c in candidates {
+        if c.status != RewardStatus::Queued {
             continue;
         }
         if let Err(e) = provider.pay(&c, &format!("reward-{}", c.id)).await {

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rewards_by_user ON conversions (affiliate_id, tenant_id, user_id);
+CREATE INDEX IF NOT EXISTS conversions_queued ON conversions (id) WHERE json_extract(body, '$.status') = 'queued';
 CREATE TABLE IF NOT EXISTS postings (conversion_id INTEGER NOT NULL, leg TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conversion_id, leg)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage_rollups (
     affiliate_id INTEGER NOT NULL,
@@ -619,6 +620,17 @@ impl Store for EmbeddedStore {
             .with(move |c| c.prepare_cached("SELECT body FROM conversions WHERE id = ?1")?.query_row(params![id as i64], |r| r.get(0)).optional())
             .await?;
         body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn queued_conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
+        let bodies: Vec<String> = self
+            .with(|c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE json_extract(body, '$.status') = 'queued' ORDER BY id")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
     }
 
     async fn rewards_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ConversionRecord>> {

@@ -551,8 +551,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_conversion(&self, id: u64) -> StoreResult<Option<ConversionRecord>>;
     /// A partner's rewards for one end user of one tenant.
     async fn rewards_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ConversionRecord>>;
-    /// Every conversion (ledger checks, paying queued rewards).
+    /// Every conversion (ledger checks).
     async fn conversions(&self) -> StoreResult<Vec<ConversionRecord>>;
+    /// Every conversion whose reward is queued for payment, from an index `put_conversion`
+    /// keeps, so paying never reads the whole ledger.
+    async fn queued_conversions(&self) -> StoreResult<Vec<ConversionRecord>>;
     /// Writes postings; a posting with the same (conversion, leg) is replaced, not added.
     async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()>;
     async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>>;

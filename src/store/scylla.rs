@@ -60,6 +60,7 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_shard (shard int, id bigint, PRIMARY KEY (shard, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.rewards_by_user (affiliate_id bigint, tenant_id text, user_id text, conversion_id bigint, PRIMARY KEY ((affiliate_id, tenant_id, user_id), conversion_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.postings (conversion_id bigint, leg text, body text, PRIMARY KEY (conversion_id, leg))",
+    "CREATE TABLE IF NOT EXISTS {ks}.queued_rewards (shard int, conversion_id bigint, PRIMARY KEY (shard, conversion_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_affiliate (affiliate_id bigint, campaign_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, campaign_id, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.usage_rollups (affiliate_id bigint, resolution text, bucket text, period timestamp, key_id bigint, route text, status_class text, requests counter, rate_limited counter, PRIMARY KEY ((affiliate_id, resolution, bucket), period, key_id, route, status_class))",
     "CREATE TABLE IF NOT EXISTS {ks}.campaign_clicks (affiliate_id bigint, campaign_id bigint, day date, clicks counter, PRIMARY KEY (affiliate_id, campaign_id, day))",
@@ -130,6 +131,7 @@ pub async fn migrate(settings: &ScyllaSettings) -> anyhow::Result<()> {
     let store = ScyllaStore::open(settings).await?;
     for c in store.conversions().await? {
         store.write(&store.st.conversion_affiliate_put, (id(c.affiliate_id), id(c.campaign_id), id(c.id), to_json(&c))).await?;
+        store.index_queued(&c).await?;
     }
     Ok(())
 }
@@ -201,6 +203,9 @@ struct Statements {
     posting_put: PreparedStatement,
     posting_list: PreparedStatement,
     campaign_list: PreparedStatement,
+    queued_put: PreparedStatement,
+    queued_delete: PreparedStatement,
+    queued_shard: PreparedStatement,
     conversion_affiliate_put: PreparedStatement,
     conversion_affiliate_list: PreparedStatement,
     usage_add: PreparedStatement,
@@ -227,6 +232,18 @@ pub struct ScyllaStore {
 }
 
 impl ScyllaStore {
+    /// Keeps `queued_rewards` in step with a conversion's status. Only the statuses that can
+    /// follow `queued` remove the row, so pending conversions leave no tombstones.
+    async fn index_queued(&self, c: &ConversionRecord) -> StoreResult<()> {
+        use super::RewardStatus::*;
+        let key = ((id(c.id) % i64::from(PENDING_SHARDS)) as i32, id(c.id));
+        match c.status {
+            Queued => self.write(&self.st.queued_put, key).await,
+            Paid | Rejected | Reversed => self.write(&self.st.queued_delete, key).await,
+            Pending => Ok(()),
+        }
+    }
+
     /// Runs one prepared statement, timed into the store-latency histogram.
     async fn exec(
         &self,
@@ -324,6 +341,9 @@ impl ScyllaStore {
             posting_put: prepare("INSERT INTO {ks}.postings (conversion_id, leg, body) VALUES (?, ?, ?)").await?,
             posting_list: prepare("SELECT body FROM {ks}.postings WHERE conversion_id = ?").await?,
             campaign_list: prepare("SELECT body FROM {ks}.campaigns WHERE affiliate_id = ?").await?,
+            queued_put: prepare("INSERT INTO {ks}.queued_rewards (shard, conversion_id) VALUES (?, ?)").await?,
+            queued_delete: prepare("DELETE FROM {ks}.queued_rewards WHERE shard = ? AND conversion_id = ?").await?,
+            queued_shard: prepare("SELECT conversion_id FROM {ks}.queued_rewards WHERE shard = ?").await?,
             conversion_affiliate_put: prepare("INSERT INTO {ks}.conversions_by_affiliate (affiliate_id, campaign_id, id, body) VALUES (?, ?, ?, ?)").await?,
             conversion_affiliate_list: prepare("SELECT body FROM {ks}.conversions_by_affiliate WHERE affiliate_id = ?").await?,
             usage_add: prepare(
@@ -756,7 +776,24 @@ impl Store for ScyllaStore {
             self.write(&self.st.conversion_affiliate_put, (id(c.affiliate_id), id(c.campaign_id), cid, body.as_str())),
             self.write(&self.st.conversion_put, (cid, body.as_str())),
         );
-        a.and(b).and(d).and(e)
+        a.and(b).and(d).and(e)?;
+        self.index_queued(c).await
+    }
+
+    async fn queued_conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
+        let mut out = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            for cid in self.ids(&self.st.queued_shard, (shard,)).await? {
+                // The index may lag a status change by one write; the row itself decides.
+                if let Some(c) = self.doc::<ConversionRecord>(&self.st.conversion_get, (cid,)).await? {
+                    if c.status == super::RewardStatus::Queued {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
     }
 
     async fn get_conversion(&self, conversion_id: u64) -> StoreResult<Option<ConversionRecord>> {

@@ -565,6 +565,16 @@ pub async fn campaigns_and_conversions_are_listed_per_affiliate(store: SharedSto
     let seen: Vec<_> = got.iter().map(|c| (c.id, c.campaign_id, c.status)).collect();
     assert_eq!(seen, vec![(base + 1, c1, RewardStatus::Queued), (base + 2, c2, RewardStatus::Pending)]);
     assert!(store.conversions_of_affiliate(a + 100_000).await.unwrap().is_empty());
+    // The queued index follows the status: queued in, paid out.
+    let queued = |store: SharedStore| async move {
+        store.queued_conversions().await.unwrap().into_iter().filter(|c| c.affiliate_id == a).map(|c| c.id).collect::<Vec<_>>()
+    };
+    assert_eq!(queued(store.clone()).await, vec![base + 1]);
+    store.put_conversion(&conversion(base + 2, c2, RewardStatus::Queued)).await.unwrap();
+    assert_eq!(queued(store.clone()).await, vec![base + 1, base + 2]);
+    store.put_conversion(&conversion(base + 1, c1, RewardStatus::Paid)).await.unwrap();
+    store.put_conversion(&conversion(base + 2, c2, RewardStatus::Reversed)).await.unwrap();
+    assert!(queued(store.clone()).await.is_empty());
 }
 
 /// Instantiates every suite test for one backend; `$open` is an async expression giving
