@@ -212,8 +212,19 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
             "The admin API is disabled: no admin token is configured.",
         )
     })?;
+    // Wrong admin tokens count against the address like wrong API keys, and a blocked
+    // address is refused even with the right token: the token cannot be guessed quickly.
+    let ip = req.peer_addr().map(|a| a.ip());
+    if let Some(wait) = ip.and_then(|ip| state.limits.auth_blocked(ip)) {
+        state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+        return Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait));
+    }
     let fail = |message: &'static str| {
         state.metrics.auth_failures.with_label_values(&["admin"]).inc();
+        if let Some(wait) = ip.and_then(|ip| state.limits.auth_failed(ip)) {
+            state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+            return ApiError::rate_limited(TOO_MANY_FAILURES, wait);
+        }
         ApiError::unauthenticated(message)
     };
     let presented = req

@@ -168,7 +168,9 @@ impl Default for Metrics {
 
 fn sane_request_id(v: &HeaderValue) -> Option<HeaderValue> {
     let s = v.to_str().ok()?;
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| v.clone())
+    // Letters, digits and a few separators: enough for UUIDs and tracing ids, nothing that
+    // could mean markup or a list when echoed or logged.
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))).then(|| v.clone())
 }
 
 /// Middleware: request id in and out, request count and latency by route pattern.

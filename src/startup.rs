@@ -191,6 +191,7 @@ impl Application {
                 .wrap(Compress::default())
                 .wrap(from_fn(crate::auth::rate_limit_headers))
                 .wrap(from_fn(metrics::track))
+                .wrap(from_fn(routes::openapi::head_as_get))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -71,10 +71,20 @@ impl UsageResolution {
         }
     }
 
-    /// The start of the period `t` falls in.
+    /// The start of the period `t` falls in (in whole seconds, so any year works).
     pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
-        use chrono::DurationRound;
-        t.duration_trunc(self.step()).unwrap_or(t)
+        let (secs, step) = (t.timestamp(), self.step().num_seconds());
+        DateTime::from_timestamp(secs - secs.rem_euclid(step), 0).unwrap_or(t)
+    }
+
+    /// The end of the period `t` falls in, or `t` itself when it starts a period.
+    pub fn ceil(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let floor = self.floor(t);
+        if floor == t {
+            t
+        } else {
+            floor.checked_add_signed(self.step()).unwrap_or(t)
+        }
     }
 
     /// The storage bucket of a period (a CQL partition holds one): the UTC day of a minute,

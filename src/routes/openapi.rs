@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "hissaback", description = "Affiliate API (/api/v1), partner flow (/v1) and admin API (/admin/v1)."),
     paths(
-        health::healthz, health::readyz, health::metrics,
+        health::healthz, health::readyz, health::metrics, document,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::redeliver, webhooks::rotate_secret, webhooks::enable,
         postbacks::receive, rewards::user_rewards, admin::rewards::pay,
         stats::usage, stats::campaigns, stats::payouts, stats::audit, admin::audit::audit,
@@ -54,6 +54,7 @@ impl Modify for Security {
     }
 }
 
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "this document")))]
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
@@ -102,5 +103,23 @@ pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
             }
         }
     }
+    if out.contains(&"GET") {
+        // HEAD is answered wherever GET is (see `head_as_get`).
+        out.insert(out.iter().position(|m| *m == "GET").unwrap_or(0) + 1, "HEAD");
+    }
     (!out.is_empty()).then_some(out)
+}
+
+/// Middleware: a HEAD request is served by the route's GET handler; the answer keeps its
+/// status and headers and loses its body (the HTTP layer never sends one for HEAD).
+pub async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let head = req.method() == actix_web::http::Method::HEAD;
+    if head {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    let res = next.call(req).await?;
+    Ok(if head { res.map_body(|_, _| actix_web::body::BoxBody::new(())) } else { res.map_into_boxed_body() })
 }

@@ -74,18 +74,20 @@ fn max_span(g: UsageResolution) -> (Duration, &'static str) {
 /// years 1970–9999 (so no arithmetic on it can overflow).
 fn parse_instant(raw: &str, end: bool) -> Option<DateTime<Utc>> {
     use chrono::Datelike;
-    let t = match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         Ok(d) => {
             let start = d.and_hms_opt(0, 0, 0)?.and_utc();
+            if !(1970..=9999).contains(&start.year()) {
+                return None;
+            }
             if end {
-                start.checked_add_signed(Duration::days(1))?
+                start.checked_add_signed(Duration::days(1))
             } else {
-                start
+                Some(start)
             }
         }
-        Err(_) => DateTime::parse_from_rfc3339(raw).ok()?.to_utc(),
-    };
-    (1970..=9999).contains(&t.year()).then_some(t)
+        Err(_) => DateTime::parse_from_rfc3339(raw).ok().map(|t| t.to_utc()).filter(|t| (1970..=9999).contains(&t.year())),
+    }
 }
 
 /// Requests, errors and rate-limit rejections over time.
@@ -96,7 +98,7 @@ fn parse_instant(raw: &str, end: bool) -> Option<DateTime<Utc>> {
         ("to" = Option<String>, Query, description = "end (exclusive; a date includes that day); default now"),
         ("key_id" = Option<u64>, Query, description = "only this key of yours"),
     ),
-    responses((status = 200, description = "totals, a series per period, per route and per key"), (status = 401), (status = 422)),
+    responses((status = 200, description = "totals, a series per period, per route and per key"), (status = 401), (status = 404, description = "API key not found. (key_id of another affiliate)"), (status = 422), (status = 429)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(req.query_string());
@@ -124,11 +126,22 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let now = Utc::now();
-    let to = to.unwrap_or(now);
-    let from = granularity.floor(from.unwrap_or(to - default_span(granularity) + granularity.step()));
+    let to_given = to.is_some();
+    let to = to.unwrap_or_else(Utc::now);
+    // The default window is whole periods ending with the one `to` falls in (or ends).
+    let from = match from {
+        Some(f) => granularity.floor(f),
+        None => {
+            let end = granularity.ceil(to);
+            (end - default_span(granularity)).max(DateTime::UNIX_EPOCH)
+        }
+    };
     if from >= to {
-        return Err(ApiError::invalid_field("to", "The to field must be after from."));
+        return Err(if to_given {
+            ApiError::invalid_field("to", "The to field must be after from.")
+        } else {
+            ApiError::invalid_field("from", "The from field must be in the past.")
+        });
     }
     let (longest, said) = max_span(granularity);
     if to - from > longest {
@@ -344,8 +357,8 @@ pub fn audit_view(e: &AuditEntry) -> Value {
 pub fn audit_query(q: &QueryParams, errors: &mut FieldErrors) -> (NaiveDate, usize) {
     let date = match q.one("date") {
         None => Utc::now().date_naive(),
-        Some(raw) => NaiveDate::parse_from_str(raw, "%Y-%m-%d").unwrap_or_else(|_| {
-            errors.insert("date".into(), vec!["The date field must be a date (YYYY-MM-DD).".into()]);
+        Some(raw) => NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().filter(|d| (1970..=9999).contains(&chrono::Datelike::year(d))).unwrap_or_else(|| {
+            errors.insert("date".into(), vec!["The date field must be a date (YYYY-MM-DD) between 1970 and 9999.".into()]);
             Utc::now().date_naive()
         }),
     };

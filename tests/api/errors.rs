@@ -52,16 +52,24 @@ async fn a_wrong_method_on_a_known_route_answers_in_the_envelope() {
     let app = spawn_app().await;
     let p = app.partner(None).await;
     for (r, allow) in [
-        (app.send(app.client.post(app.url("/api/v1/test")).bearer_auth(&p.key)).await, "GET"),
-        (app.send(app.client.delete(app.url("/healthz"))).await, "GET"),
+        (app.send(app.client.post(app.url("/api/v1/test")).bearer_auth(&p.key)).await, "GET, HEAD"),
+        (app.send(app.client.delete(app.url("/healthz"))).await, "GET, HEAD"),
         (app.admin(Method::PUT, "/affiliates", Some(json!({}))).await, "POST"),
-        (app.send(app.client.delete(app.url("/api/v1/products/1"))).await, "GET"),
+        (app.send(app.client.delete(app.url("/api/v1/products/1"))).await, "GET, HEAD"),
+        (app.send(app.client.post(app.url("/openapi.json"))).await, "GET, HEAD"),
         (app.admin(Method::POST, "/categories/5", None).await, "PATCH, DELETE"),
-        (app.send(app.client.put(app.url("/v1/postbacks"))).await, "GET, POST"),
+        (app.send(app.client.put(app.url("/v1/postbacks"))).await, "GET, HEAD, POST"),
     ] {
         r.assert_error(405, "Method not allowed.", "method_not_allowed");
         assert_eq!(r.headers["allow"], allow, "{}", r.text);
     }
+    // HEAD is served wherever GET is: same status and headers, no body.
+    let head = app.send(app.client.head(app.url("/api/v1/test")).bearer_auth(&p.key)).await;
+    assert_eq!(head.status, 200);
+    assert!(head.text.is_empty());
+    assert_eq!(head.headers["x-ratelimit-limit"], "300");
+    assert_eq!(app.send(app.client.head(app.url("/healthz"))).await.status, 200);
+    assert_eq!(app.send(app.client.head(app.url("/api/v1/test"))).await.status, 401);
 }
 
 #[actix_web::test]
@@ -173,5 +181,11 @@ async fn every_response_carries_a_request_id() {
             r.status,
             r.text
         );
+    }
+    // Anything beyond letters, digits and a few separators is replaced, never echoed.
+    for odd in ["<script>", "a\"b", "a,b", "a b"] {
+        let r = app.send(app.client.get(app.url("/healthz")).header("X-Request-Id", odd)).await;
+        let id = r.headers["x-request-id"].to_str().unwrap();
+        assert!(id != odd && id.len() == 36, "{odd:?} came back as {id:?}");
     }
 }

@@ -85,3 +85,17 @@ async fn the_default_plan_allows_the_burst_then_300_per_minute() {
     }
     assert!((4..=7).contains(&again), "{again} allowed one second after the burst was spent");
 }
+
+#[actix_web::test]
+async fn wrong_admin_tokens_are_limited_per_address_too() {
+    let app = spawn_app_with(|s| s.auth.failures_per_minute = 3).await;
+    let wrong = |n: u32| app.send(app.client.get(app.url("/admin/v1/audit")).bearer_auth(format!("hb_admin_wrong_guess_{n}")));
+    for n in 0..3 {
+        wrong(n).await.assert_error(401, "Admin token is invalid.", "unauthenticated");
+    }
+    let blocked = wrong(3).await;
+    blocked.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
+    assert!(blocked.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // The right token from a blocked address is refused as well.
+    app.admin(reqwest::Method::GET, "/audit", None).await.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
+}

@@ -110,6 +110,22 @@ async fn usage_stats_count_requests_errors_and_rejections_per_key_route_and_peri
         app.get_with_key(&format!("/v1/stats/usage?{query}"), &reader).await.assert_invalid(field);
     }
     app.get("/v1/stats/usage").await.assert_error(401, "API key is missing.", "unauthenticated");
+    // Only `to`: whole periods ending with it, as many as the default window holds.
+    for (query, periods, first) in [
+        ("granularity=minute&to=2026-11-23T15:00:00Z", 60, "2026-11-23T14:00:00.000000Z"),
+        ("granularity=minute&to=2026-11-23T15:00:30Z", 60, "2026-11-23T14:01:00.000000Z"),
+        ("granularity=hour&to=2026-11-23T12:00:00Z", 24, "2026-11-22T12:00:00.000000Z"),
+        ("granularity=day&to=2026-11-20", 7, "2026-11-14T00:00:00.000000Z"),
+        ("granularity=day&to=9999-12-31", 7, "9999-12-25T00:00:00.000000Z"),
+        ("granularity=hour&from=2263-04-11T10:30:00Z&to=2263-04-11T12:00:00Z", 2, "2263-04-11T10:00:00.000000Z"),
+    ] {
+        let r = app.get_with_key(&format!("/v1/stats/usage?{query}"), &reader).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.text);
+        let series = r.body["data"]["series"].as_array().unwrap();
+        assert_eq!((series.len(), series[0]["period"].as_str().unwrap()), (periods, first), "{query}");
+    }
+    app.get_with_key("/v1/stats/usage?granularity=hour&to=1970-01-01T00:00:00Z", &reader).await.assert_invalid("to");
+    app.get_with_key("/v1/stats/usage?from=9999-01-01", &reader).await.assert_invalid("from");
 }
 
 #[actix_web::test]
@@ -278,13 +294,6 @@ async fn postbacks_have_their_own_limit_per_network() {
     assert_eq!(refused.headers["ratelimit-policy"], "60;w=60;burst=3");
     // Network B has its own bucket.
     assert_eq!(postback(&app, &q(&b)).await.status, 422);
-    // Wrong tokens count against the address, as wrong API keys do.
-    for _ in 0..4 {
-        postback(&app, "token=hb_pb_guess&click_id=x").await.assert_error(401, "Postback token is invalid.", "unauthenticated");
-    }
-    postback(&app, "token=hb_pb_guess&click_id=x").await.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
-    let metrics = app.get("/metrics").await.text;
-    assert!(metrics.contains("hissaback_rate_limited_total{kind=\"network\"} 1"), "{metrics}");
     // Postbacks are audited under affiliate 0 with their network.
     let today = chrono::Utc::now().date_naive();
     crate::helpers::eventually(Duration::from_secs(10), "a postback audit row", || async {
@@ -294,4 +303,11 @@ async fn postbacks_have_their_own_limit_per_network() {
             .and_then(|e| e.iter().find(|e| e["actor"] == "network" && e["status"] == 429 && e["route"] == "/v1/postbacks").cloned())
     })
     .await;
+    // Wrong tokens count against the address, as wrong API keys do.
+    for _ in 0..4 {
+        postback(&app, "token=hb_pb_guess&click_id=x").await.assert_error(401, "Postback token is invalid.", "unauthenticated");
+    }
+    postback(&app, "token=hb_pb_guess&click_id=x").await.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
+    let metrics = app.get("/metrics").await.text;
+    assert!(metrics.contains("hissaback_rate_limited_total{kind=\"network\"} 1"), "{metrics}");
 }

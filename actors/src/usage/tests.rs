@@ -150,6 +150,11 @@ fn resolutions_floor_and_bucket_periods() {
     assert_eq!(Hour.buckets(t("2026-11-28T00:00:00Z"), t("2026-12-02T00:00:00Z")), vec!["2026-11", "2026-12"]);
     assert_eq!(Day.buckets(t("2026-11-01T00:00:00Z"), t("2027-02-01T00:00:00Z")), vec!["2026", "2027"]);
     assert_eq!(Day.buckets(t("2026-11-01T00:00:00Z"), t("2026-11-01T00:00:00Z")), Vec::<String>::new());
+    assert_eq!(Hour.floor(t("2263-04-11T10:30:00Z")), t("2263-04-11T10:00:00Z"), "past the nanosecond range too");
+    assert_eq!(Minute.floor(t("9999-12-31T23:59:59Z")), t("9999-12-31T23:59:00Z"));
+    assert_eq!(Hour.floor(t("1970-01-01T00:30:00Z")), t("1970-01-01T00:00:00Z"));
+    assert_eq!(Hour.ceil(t("2026-11-23T14:00:00Z")), t("2026-11-23T14:00:00Z"));
+    assert_eq!(Hour.ceil(t("2026-11-23T14:00:01Z")), t("2026-11-23T15:00:00Z"));
     assert_eq!(crate::ports::UsageResolution::parse("hour"), Some(Hour));
     assert_eq!(crate::ports::UsageResolution::parse("week"), None);
 }
