@@ -51,6 +51,22 @@ impl Modify for Security {
         components.add_security_scheme("admin", bearer());
         components.add_security_scheme("api_key_header", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Affiliate-Api-Key"))));
         components.add_security_scheme("api_key_query", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("api_key"))));
+        // Every call that presents a credential can be refused by a rate limit: the key's
+        // bucket, or the address's failed-authentication allowance (admin token included).
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) && !op.responses.responses.contains_key("429") {
+                    op.responses.responses.insert(
+                        "429".to_string(),
+                        utoipa::openapi::RefOr::T(
+                            utoipa::openapi::ResponseBuilder::new()
+                                .description("Rate limit exceeded. / Too many failed authentications; retry later. (with Retry-After)")
+                                .build(),
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 

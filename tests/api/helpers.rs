@@ -111,11 +111,20 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         settings.store.scylla = scylla_settings().await;
         settings.events.backend = EventsBackend::Kafka;
         settings.events.kafka.brokers = kafka_brokers();
-        settings.events.kafka.topic_prefix = format!("{}.", settings.store.scylla.keyspace);
+        // Each app has topics of its own (created below), as separate
+        // deployments would: with shared topics, one app's consumer group member could take a
+        // partition and stop with its test, leaving another test's events to a later member.
+        static APP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = APP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        settings.events.kafka.topic_prefix = format!("{}.app{n}.", settings.store.scylla.keyspace);
         // Instances sharing a store share a pepper.
         settings.auth.pepper = Some("test-pepper-shared-by-every-test-app-0123456789".to_string().into());
     }
     tweak(&mut settings);
+    if real_backends() {
+        // The app's own topics exist before its consumers subscribe.
+        hissaback::events::migrate(&settings).await.expect("creating the app's Kafka topics");
+    }
     let app = Application::build(settings).await.expect("app builds");
     let port = app.port();
     let handle = app.handle();

@@ -117,4 +117,12 @@ async fn openapi_document_describes_the_api() {
     assert!(r.body["paths"]["/api/v1/test"]["get"].is_object());
     assert!(r.body["paths"]["/admin/v1/affiliates"]["post"].is_object());
     assert!(matches!(r.body["info"]["title"], Value::String(_)));
+    // Every call with a credential documents its 429; the open ones do not.
+    for (path, method) in [("/api/v1/test", "get"), ("/v1/stats/usage", "get"), ("/admin/v1/affiliates", "post"), ("/v1/offers", "get")] {
+        assert!(r.body["paths"][path][method]["responses"]["429"].is_object(), "{method} {path}");
+    }
+    assert!(r.body["paths"]["/healthz"]["get"]["responses"]["429"].is_null());
+    for path in ["/v1/stats/usage", "/v1/stats/campaigns", "/v1/stats/payouts", "/v1/audit", "/admin/v1/audit", "/openapi.json"] {
+        assert!(paths.contains_key(path), "{path}");
+    }
 }
