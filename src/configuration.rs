@@ -110,6 +110,10 @@ pub struct WebhookSettings {
     /// An endpoint failing this long without a success is disabled.
     pub disable_after_hours: u64,
     pub response_body_limit_bytes: usize,
+    /// How often pending deliveries are swept for orphans.
+    pub sweep_seconds: u64,
+    /// A pending delivery overdue by more than this is adopted by the sweeping instance.
+    pub orphan_grace_seconds: u64,
 }
 
 impl WebhookSettings {
@@ -309,6 +313,9 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&w.retry_jitter) || w.max_concurrency == 0 || w.per_endpoint_concurrency == 0 || w.timeout_ms == 0 {
             return invalid("webhooks: retry_jitter must be within 0..1 and concurrency and timeouts positive");
+        }
+        if w.sweep_seconds == 0 {
+            return invalid("webhooks.sweep_seconds must be positive");
         }
         crate::webhooks::guard::Allowlist::parse(&w.allow).map_err(ConfigError::Invalid)?;
         if !["manual", "http"].contains(&self.payouts.provider.as_str()) || (self.payouts.provider == "http" && self.payouts.http_url.is_empty()) {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub webhook_queue_depth: prometheus::IntGauge,
     /// `hissaback_webhook_endpoints_disabled_total`
     pub webhook_endpoints_disabled: prometheus::IntCounter,
+    /// `hissaback_webhook_orphans_adopted_total`: overdue deliveries of a stopped instance sent here
+    pub webhook_orphans_adopted: prometheus::IntCounter,
     /// `hissaback_offer_sync_runs_total{outcome}` (`success`, `failure`)
     pub offer_sync_runs: IntCounterVec,
     /// `hissaback_offer_sync_duration_seconds`
@@ -94,6 +96,12 @@ impl Metrics {
         registry.register(Box::new(webhook_attempt_seconds.clone())).expect("metric registered once");
         registry.register(Box::new(webhook_queue_depth.clone())).expect("metric registered once");
         registry.register(Box::new(webhook_endpoints_disabled.clone())).expect("metric registered once");
+        let webhook_orphans_adopted = prometheus::IntCounter::new(
+            "hissaback_webhook_orphans_adopted_total",
+            "Pending webhook deliveries overdue on a stopped instance, adopted by this one",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(webhook_orphans_adopted.clone())).expect("metric registered once");
         let offer_sync_runs =
             IntCounterVec::new(Opts::new("hissaback_offer_sync_runs_total", "Offer feed sync runs by outcome"), &["outcome"]).expect("valid metric");
         let offer_sync_duration = prometheus::Histogram::with_opts(
@@ -149,6 +157,7 @@ impl Metrics {
             webhook_attempt_seconds,
             webhook_queue_depth,
             webhook_endpoints_disabled,
+            webhook_orphans_adopted,
         }
     }
 

@@ -84,6 +84,8 @@ impl Application {
             store.clone(),
             settings.webhooks.max_concurrency,
             settings.webhooks.per_endpoint_concurrency,
+            Duration::from_secs(settings.webhooks.sweep_seconds),
+            chrono::Duration::seconds(i64::try_from(settings.webhooks.orphan_grace_seconds).unwrap_or(i64::MAX / 2_000)),
             metrics.clone(),
         );
         let webhook_intake = ConsumerActor::new(

@@ -1,6 +1,12 @@
 //! The dispatcher actor: a queue of due deliveries, sent with a global and a per-endpoint
 //! cap so one slow or dead endpoint never delays the others, and the intake that turns
 //! `webhook-jobs` into stored, queued deliveries.
+//!
+//! At start the dispatcher reloads every pending delivery. Every `sweep_every` it also adopts
+//! pending deliveries it does not hold that are overdue by more than `orphan_grace`: their
+//! instance stopped or died after storing them, and without the sweep they would wait for
+//! the next restart. (A live instance sends its own deliveries on time; an attempt re-reads
+//! the delivery and does nothing when it is no longer pending.)
 
 use super::sender::{Next, Sender};
 use crate::metrics::Metrics;
@@ -12,7 +18,7 @@ use hissaback_actors::consumer::EventHandler;
 use hissaback_topics::events::WebhookJob;
 use hissaback_topics::Delivery;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +32,10 @@ pub struct Dispatcher {
     sender: Arc<Sender>,
     store: SharedStore,
     queue: BTreeSet<Entry>,
+    /// Every delivery this dispatcher holds, queued or in flight: (webhook_id, delivery_id).
+    held: HashSet<(u64, String)>,
+    sweep_every: Duration,
+    orphan_grace: chrono::Duration,
     in_flight: usize,
     per_endpoint: HashMap<u64, usize>,
     max_in_flight: usize,
@@ -45,8 +55,34 @@ pub struct Schedule {
 
 impl Dispatcher {
     fn enqueue(&mut self, s: Schedule) {
+        let key = (s.webhook_id, s.delivery_id.clone());
+        if !self.held.insert(key) {
+            // Already held here: keep one copy, due at the earlier time (a manual redelivery
+            // of a delivery waiting for its retry goes now). One in flight is left alone.
+            let queued = self.queue.iter().find(|e| e.1 == s.webhook_id && e.3 == s.delivery_id).cloned();
+            if let Some(old) = queued.filter(|old| s.due < old.0) {
+                self.queue.remove(&old);
+                self.queue.insert((s.due, old.1, old.2, old.3));
+            }
+            return;
+        }
         self.queue.insert((s.due, s.webhook_id, s.affiliate_id, s.delivery_id));
         self.metrics.webhook_queue_depth.set(self.queue.len() as i64);
+    }
+
+    /// Queues every pending delivery not held here that `take` accepts.
+    fn adopt(&mut self, pending: Vec<DeliveryRecord>, take: impl Fn(&DeliveryRecord) -> bool) -> usize {
+        let now = Utc::now();
+        let mut adopted = 0;
+        for d in pending {
+            if self.held.contains(&(d.webhook_id, d.id.clone())) || !take(&d) {
+                continue;
+            }
+            let due = d.next_attempt_at.unwrap_or(now);
+            self.enqueue(Schedule { webhook_id: d.webhook_id, affiliate_id: d.affiliate_id, delivery_id: d.id, due });
+            adopted += 1;
+        }
+        adopted
     }
 
     /// Starts every due delivery the caps allow.
@@ -80,6 +116,7 @@ impl Dispatcher {
                         act.per_endpoint.remove(&webhook_id);
                     }
                 }
+                act.held.remove(&(webhook_id, delivery_id.clone()));
                 match next {
                     Ok(Next::RetryAt(due)) => act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id, due }),
                     Ok(Next::Done) => {}
@@ -108,16 +145,26 @@ impl Actor for Dispatcher {
         ctx.spawn(
             async move { store.pending_deliveries().await }.into_actor(self).map(|pending, act, _ctx| match pending {
                 Ok(list) => {
-                    let now = Utc::now();
-                    for d in list {
-                        let due = d.next_attempt_at.unwrap_or(now);
-                        act.enqueue(Schedule { webhook_id: d.webhook_id, affiliate_id: d.affiliate_id, delivery_id: d.id, due });
-                    }
+                    act.adopt(list, |_| true);
                 }
                 Err(e) => tracing::error!(error = %e, "could not reload pending webhook deliveries"),
             }),
         );
         ctx.run_interval(TICK, |act, ctx| act.dispatch_due(ctx));
+        ctx.run_interval(self.sweep_every, |act, ctx| {
+            let store = act.store.clone();
+            ctx.spawn(async move { store.pending_deliveries().await }.into_actor(act).map(|pending, act, _ctx| match pending {
+                Ok(list) => {
+                    let overdue = Utc::now() - act.orphan_grace;
+                    let adopted = act.adopt(list, |d| d.next_attempt_at.is_some_and(|due| due < overdue));
+                    if adopted > 0 {
+                        tracing::warn!(adopted, "adopted overdue webhook deliveries of a stopped instance");
+                        act.metrics.webhook_orphans_adopted.inc_by(adopted as u64);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not sweep pending webhook deliveries"),
+            }));
+        });
     }
 }
 
@@ -140,13 +187,24 @@ pub struct WebhookDispatcher {
 }
 
 impl WebhookDispatcher {
-    pub fn start(sender: Sender, store: SharedStore, max_in_flight: usize, max_per_endpoint: usize, metrics: Metrics) -> Self {
+    pub fn start(
+        sender: Sender,
+        store: SharedStore,
+        max_in_flight: usize,
+        max_per_endpoint: usize,
+        sweep_every: Duration,
+        orphan_grace: chrono::Duration,
+        metrics: Metrics,
+    ) -> Self {
         let sender = Arc::new(sender);
         let s = sender.clone();
         let addr = Supervisor::start(move |_| Dispatcher {
             sender: s,
             store,
             queue: BTreeSet::new(),
+            held: HashSet::new(),
+            sweep_every,
+            orphan_grace,
             in_flight: 0,
             per_endpoint: HashMap::new(),
             max_in_flight,

@@ -1230,3 +1230,64 @@ async fn delivery_outcomes_are_counted_in_the_metrics() {
     assert!(of("retry") >= 3.0, "retry outcomes (1 flaky + 2 down): {}", m.text);
     assert!(of("failed") >= 1.0, "failed outcomes: {}", m.text);
 }
+
+/// A pending delivery whose instance stopped (overdue beyond the grace) is adopted by the
+/// sweep of a running instance and delivered; one not yet due is left to its owner.
+#[actix_web::test]
+async fn an_orphaned_pending_delivery_is_adopted_by_the_sweep() {
+    use hissaback::store::{DeliveryRecord, DeliveryState};
+    // On real backends the keyspace is shared with other tests' apps (default grace 120 s):
+    // the orphan is overdue by 90 s, past this app's grace (60 s) and short of theirs.
+    let app = spawn_own_topics_app(|s| {
+        s.webhooks.sweep_seconds = 1;
+        s.webhooks.orphan_grace_seconds = 60;
+    })
+    .await;
+    let rx = Receiver::ok().await;
+    let p = app.partner(Some(&["webhooks.manage"])).await;
+    let h = create(&app, &p.key, "product.updated", &rx.url("/orphans")).await;
+    assert_eq!(h.status, 201, "{}", h.text);
+    let hook = h.body["data"]["id"].as_u64().unwrap();
+    let now = chrono::Utc::now();
+    let t = tag();
+    let orphan = |id: &str, due: chrono::DateTime<chrono::Utc>| DeliveryRecord {
+        id: id.to_string(),
+        webhook_id: hook,
+        affiliate_id: p.affiliate_id,
+        event: "product.updated".into(),
+        payload: format!(r#"{{"event":"product.updated","tag":"{t}"}}"#),
+        state: DeliveryState::Pending,
+        attempts: vec![],
+        next_attempt_at: Some(due),
+        created_at: now - chrono::Duration::minutes(10),
+        updated_at: now - chrono::Duration::minutes(10),
+        manual: false,
+    };
+    // Stored by "another instance" that then died: the running app never queued them.
+    let (overdue, future) = (format!("msg_0000000000001_{t}a"), format!("msg_0000000000002_{t}b"));
+    app.state.store.put_delivery(&orphan(&overdue, now - chrono::Duration::seconds(90))).await.unwrap();
+    app.state.store.put_delivery(&orphan(&future, now + chrono::Duration::hours(1))).await.unwrap();
+    let got = rx.wait_for(1, Duration::from_secs(20), "the adopted orphan", |hit| hit.webhook_id() == overdue).await;
+    assert_eq!(got[0].webhook_id(), overdue);
+    let done = app.state.store.get_delivery(hook, &overdue).await.unwrap().unwrap();
+    let done = if done.state == DeliveryState::Succeeded {
+        done
+    } else {
+        eventually(Duration::from_secs(5), "the adopted delivery recorded", || async {
+            app.state.store.get_delivery(hook, &overdue).await.unwrap().filter(|d| d.state == DeliveryState::Succeeded)
+        })
+        .await
+    };
+    assert_eq!(done.attempts.len(), 1);
+    // Swept again and again, it is sent once; the one not yet due stays with its owner.
+    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(rx.hits_where(|hit| hit.webhook_id() == overdue).len(), 1);
+    assert!(rx.hits_where(|hit| hit.webhook_id() == future).is_empty());
+    let metrics = app.get("/metrics").await.text;
+    let adopted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hissaback_webhook_orphans_adopted_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(adopted >= 1, "{metrics}");
+}
