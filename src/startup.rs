@@ -84,6 +84,7 @@ impl Application {
             store.clone(),
             settings.webhooks.max_concurrency,
             settings.webhooks.per_endpoint_concurrency,
+            &settings.server.instance_id,
             Duration::from_secs(settings.webhooks.sweep_seconds),
             chrono::Duration::seconds(i64::try_from(settings.webhooks.orphan_grace_seconds).unwrap_or(i64::MAX / 2_000)),
             metrics.clone(),

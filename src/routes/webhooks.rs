@@ -236,6 +236,8 @@ pub async fn redeliver(auth: Authenticated, state: web::Data<AppState>, path: we
     }
     d.state = DeliveryState::Pending;
     d.manual = true;
+    // This instance queues it now, so it is this instance's to reload after a restart.
+    d.owner = Some(state.dispatcher.instance_id().to_string());
     d.next_attempt_at = Some(Utc::now());
     d.updated_at = Utc::now();
     state.store.put_delivery(&d).await?;

@@ -330,6 +330,11 @@ pub struct DeliveryRecord {
     /// A redelivery asked for by the affiliate: one attempt, no retries after it.
     #[serde(default)]
     pub manual: bool,
+    /// The instance (`server.instance_id`) that queued it: the one that reloads it at start.
+    /// Others adopt it only once it is overdue (its instance stopped). `None` in rows written
+    /// before owners were kept: any instance reloads those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A brand whose offers partners promote.

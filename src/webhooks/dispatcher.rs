@@ -2,7 +2,9 @@
 //! cap so one slow or dead endpoint never delays the others, and the intake that turns
 //! `webhook-jobs` into stored, queued deliveries.
 //!
-//! At start the dispatcher reloads every pending delivery. Every `sweep_every` it also adopts
+//! At start the dispatcher reloads the pending deliveries it owns (`server.instance_id`), so a
+//! restarted instance carries on and, in a cluster, never sends another instance's retries
+//! twice. Every `sweep_every` it also adopts
 //! pending deliveries it does not hold that are overdue by more than `orphan_grace`: their
 //! instance stopped or died after storing them, and without the sweep they would wait for
 //! the next restart. (A live instance sends its own deliveries on time; an attempt re-reads
@@ -34,6 +36,8 @@ pub struct Dispatcher {
     queue: BTreeSet<Entry>,
     /// Every delivery this dispatcher holds, queued or in flight: (webhook_id, delivery_id).
     held: HashSet<(u64, String)>,
+    /// This instance's `server.instance_id`: the owner of the deliveries it queues.
+    instance_id: Arc<str>,
     sweep_every: Duration,
     orphan_grace: chrono::Duration,
     in_flight: usize,
@@ -145,7 +149,9 @@ impl Actor for Dispatcher {
         ctx.spawn(
             async move { store.pending_deliveries().await }.into_actor(self).map(|pending, act, _ctx| match pending {
                 Ok(list) => {
-                    act.adopt(list, |_| true);
+                    // Its own (and owner-less old rows); other instances' wait for the sweep.
+                    let me = act.instance_id.clone();
+                    act.adopt(list, |d| d.owner.as_deref().is_none_or(|o| o == &*me));
                 }
                 Err(e) => tracing::error!(error = %e, "could not reload pending webhook deliveries"),
             }),
@@ -184,6 +190,7 @@ impl Handler<Schedule> for Dispatcher {
 pub struct WebhookDispatcher {
     addr: Addr<Dispatcher>,
     sender: Arc<Sender>,
+    instance_id: Arc<str>,
 }
 
 impl WebhookDispatcher {
@@ -192,17 +199,21 @@ impl WebhookDispatcher {
         store: SharedStore,
         max_in_flight: usize,
         max_per_endpoint: usize,
+        instance_id: &str,
         sweep_every: Duration,
         orphan_grace: chrono::Duration,
         metrics: Metrics,
     ) -> Self {
         let sender = Arc::new(sender);
         let s = sender.clone();
+        let instance_id: Arc<str> = Arc::from(instance_id);
+        let id = instance_id.clone();
         let addr = Supervisor::start(move |_| Dispatcher {
             sender: s,
             store,
             queue: BTreeSet::new(),
             held: HashSet::new(),
+            instance_id: id,
             sweep_every,
             orphan_grace,
             in_flight: 0,
@@ -211,7 +222,12 @@ impl WebhookDispatcher {
             max_per_endpoint,
             metrics,
         });
-        Self { addr, sender }
+        Self { addr, sender, instance_id }
+    }
+
+    /// The owner this instance writes on the deliveries it queues.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// Queues a stored, pending delivery for its `next_attempt_at` (now when unset).
@@ -264,6 +280,7 @@ impl EventHandler for WebhookIntake {
             created_at: now,
             updated_at: now,
             manual: false,
+            owner: Some(self.dispatcher.instance_id().to_string()),
         };
         self.store.put_delivery(&d).await?;
         self.dispatcher.schedule(&d);

@@ -315,6 +315,7 @@ pub async fn deliveries_are_listed_newest_first_and_pending_ones_indexed(store: 
         created_at: now,
         updated_at: now,
         manual: false,
+        owner: Some("suite".into()),
     };
     let (d1, d2, d3) = (mk(1), mk(2), mk(3));
     for d in [&d1, &d2, &d3] {

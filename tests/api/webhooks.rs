@@ -964,8 +964,11 @@ async fn instance_call(client: &reqwest::Client, method: Method, url: String, be
 #[actix_web::test]
 async fn a_delivery_pending_at_shutdown_is_delivered_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
+    // The same instance restarting: its id (and so its deliveries) stays the same.
+    let instance = format!("durable-{}", tag());
     let settings = || {
         let mut s = test_settings(dir.path());
+        s.server.instance_id = instance.clone();
         s.webhooks.retry_schedule = vec!["0s".into(), "3s".into()];
         s
     };
@@ -1262,11 +1265,15 @@ async fn an_orphaned_pending_delivery_is_adopted_by_the_sweep() {
         created_at: now - chrono::Duration::minutes(10),
         updated_at: now - chrono::Duration::minutes(10),
         manual: false,
+        owner: Some("an-instance-that-died".into()),
     };
     // Stored by "another instance" that then died: the running app never queued them.
     let (overdue, future) = (format!("msg_0000000000001_{t}a"), format!("msg_0000000000002_{t}b"));
     app.state.store.put_delivery(&orphan(&overdue, now - chrono::Duration::seconds(90))).await.unwrap();
     app.state.store.put_delivery(&orphan(&future, now + chrono::Duration::hours(1))).await.unwrap();
+    // Due a moment ago on a live instance (within the grace): its owner's to send, not ours.
+    let recent = format!("msg_0000000000003_{t}c");
+    app.state.store.put_delivery(&orphan(&recent, now - chrono::Duration::seconds(5))).await.unwrap();
     let got = rx.wait_for(1, Duration::from_secs(20), "the adopted orphan", |hit| hit.webhook_id() == overdue).await;
     assert_eq!(got[0].webhook_id(), overdue);
     let done = app.state.store.get_delivery(hook, &overdue).await.unwrap().unwrap();
@@ -1283,6 +1290,7 @@ async fn an_orphaned_pending_delivery_is_adopted_by_the_sweep() {
     actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(rx.hits_where(|hit| hit.webhook_id() == overdue).len(), 1);
     assert!(rx.hits_where(|hit| hit.webhook_id() == future).is_empty());
+    assert!(rx.hits_where(|hit| hit.webhook_id() == recent).is_empty());
     let metrics = app.get("/metrics").await.text;
     let adopted: u64 = metrics
         .lines()
