@@ -314,8 +314,8 @@ impl Settings {
         if !(0.0..=1.0).contains(&w.retry_jitter) || w.max_concurrency == 0 || w.per_endpoint_concurrency == 0 || w.timeout_ms == 0 {
             return invalid("webhooks: retry_jitter must be within 0..1 and concurrency and timeouts positive");
         }
-        if w.sweep_seconds == 0 {
-            return invalid("webhooks.sweep_seconds must be positive");
+        if !(1..=86_400).contains(&w.sweep_seconds) || !(10..=604_800).contains(&w.orphan_grace_seconds) {
+            return invalid("webhooks.sweep_seconds must be 1 to 86400 and webhooks.orphan_grace_seconds 10 to 604800");
         }
         crate::webhooks::guard::Allowlist::parse(&w.allow).map_err(ConfigError::Invalid)?;
         if !["manual", "http"].contains(&self.payouts.provider.as_str()) || (self.payouts.provider == "http" && self.payouts.http_url.is_empty()) {

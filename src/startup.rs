@@ -86,7 +86,7 @@ impl Application {
             settings.webhooks.per_endpoint_concurrency,
             &settings.server.instance_id,
             Duration::from_secs(settings.webhooks.sweep_seconds),
-            chrono::Duration::seconds(i64::try_from(settings.webhooks.orphan_grace_seconds).unwrap_or(i64::MAX / 2_000)),
+            chrono::Duration::seconds(settings.webhooks.orphan_grace_seconds as i64),
             metrics.clone(),
         );
         let webhook_intake = ConsumerActor::new(

@@ -119,23 +119,28 @@ pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {
             }
         }
     }
-    if out.contains(&"GET") {
-        // HEAD is answered wherever GET is (see `head_as_get`).
+    if out.contains(&"GET") && head_is_safe(path) {
+        // HEAD is answered wherever GET is safe (see `head_as_get`).
         out.insert(out.iter().position(|m| *m == "GET").unwrap_or(0) + 1, "HEAD");
     }
     (!out.is_empty()).then_some(out)
 }
 
-/// Middleware: a HEAD request is served by the route's GET handler; the answer keeps its
-/// status and headers and loses its body (the HTTP layer never sends one for HEAD).
+/// GETs with effects, which a HEAD (a link checker, a crawler) must not trigger: a click
+/// redirect records a click, a postback records a conversion.
+fn head_is_safe(path: &str) -> bool {
+    !(path.starts_with("/r/") || path == "/v1/postbacks")
+}
+
+/// Middleware: a HEAD request is served by the route's GET handler where that GET is safe;
+/// the answer keeps its status and headers (`Content-Length` included) and the HTTP layer
+/// sends no body for HEAD.
 pub async fn head_as_get(
     mut req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let head = req.method() == actix_web::http::Method::HEAD;
-    if head {
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD && head_is_safe(req.path()) {
         req.head_mut().method = actix_web::http::Method::GET;
     }
-    let res = next.call(req).await?;
-    Ok(if head { res.map_body(|_, _| actix_web::body::BoxBody::new(())) } else { res.map_into_boxed_body() })
+    next.call(req).await
 }

@@ -769,6 +769,11 @@ impl Store for ScyllaStore {
     async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
         let cid = id(c.id);
         // Index rows and the row itself are independent idempotent writes: sent together.
+        // A reward becoming queued is indexed before its row says so (a stale index row is
+        // filtered on read); one leaving the queue is unindexed after.
+        if c.status == super::RewardStatus::Queued {
+            self.index_queued(c).await?;
+        }
         let body = to_json(c);
         let (a, b, d, e) = tokio::join!(
             self.write(&self.st.conversion_shard_put, ((cid % i64::from(PENDING_SHARDS)) as i32, cid)),
@@ -777,7 +782,11 @@ impl Store for ScyllaStore {
             self.write(&self.st.conversion_put, (cid, body.as_str())),
         );
         a.and(b).and(d).and(e)?;
-        self.index_queued(c).await
+        if c.status == super::RewardStatus::Queued {
+            Ok(())
+        } else {
+            self.index_queued(c).await
+        }
     }
 
     async fn queued_conversions(&self) -> StoreResult<Vec<ConversionRecord>> {

@@ -4,11 +4,11 @@
 //!
 //! At start the dispatcher reloads the pending deliveries it owns (`server.instance_id`), so a
 //! restarted instance carries on and, in a cluster, never sends another instance's retries
-//! twice. Every `sweep_every` it also adopts
-//! pending deliveries it does not hold that are overdue by more than `orphan_grace`: their
-//! instance stopped or died after storing them, and without the sweep they would wait for
-//! the next restart. (A live instance sends its own deliveries on time; an attempt re-reads
-//! the delivery and does nothing when it is no longer pending.)
+//! twice. Every `sweep_every` it says it is alive (a heartbeat row) and adopts pending
+//! deliveries overdue by more than `orphan_grace` whose owner has been silent that long: the
+//! owner stopped or died, and without the sweep they would wait for its restart. A busy
+//! owner keeps its backlog. (An attempt re-reads the delivery and does nothing when it is no
+//! longer pending.)
 
 use super::sender::{Next, Sender};
 use crate::metrics::Metrics;
@@ -36,6 +36,9 @@ pub struct Dispatcher {
     queue: BTreeSet<Entry>,
     /// Every delivery this dispatcher holds, queued or in flight: (webhook_id, delivery_id).
     held: HashSet<(u64, String)>,
+    /// Deliveries asked for again while in flight (a manual redelivery): queued again, at
+    /// this time, once the attempt in flight ends.
+    rerun: HashMap<(u64, String), DateTime<Utc>>,
     /// This instance's `server.instance_id`: the owner of the deliveries it queues.
     instance_id: Arc<str>,
     sweep_every: Duration,
@@ -62,11 +65,19 @@ impl Dispatcher {
         let key = (s.webhook_id, s.delivery_id.clone());
         if !self.held.insert(key) {
             // Already held here: keep one copy, due at the earlier time (a manual redelivery
-            // of a delivery waiting for its retry goes now). One in flight is left alone.
+            // of a delivery waiting for its retry goes now). One in flight is queued again
+            // when its attempt ends.
             let queued = self.queue.iter().find(|e| e.1 == s.webhook_id && e.3 == s.delivery_id).cloned();
-            if let Some(old) = queued.filter(|old| s.due < old.0) {
-                self.queue.remove(&old);
-                self.queue.insert((s.due, old.1, old.2, old.3));
+            match queued {
+                Some(old) if s.due < old.0 => {
+                    self.queue.remove(&old);
+                    self.queue.insert((s.due, old.1, old.2, old.3));
+                }
+                Some(_) => {}
+                None => {
+                    let due = self.rerun.entry((s.webhook_id, s.delivery_id)).or_insert(s.due);
+                    *due = (*due).min(s.due);
+                }
             }
             return;
         }
@@ -121,6 +132,9 @@ impl Dispatcher {
                     }
                 }
                 act.held.remove(&(webhook_id, delivery_id.clone()));
+                if let Some(due) = act.rerun.remove(&(webhook_id, delivery_id.clone())) {
+                    act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id: delivery_id.clone(), due });
+                }
                 match next {
                     Ok(Next::RetryAt(due)) => act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id, due }),
                     Ok(Next::Done) => {}
@@ -158,11 +172,10 @@ impl Actor for Dispatcher {
         );
         ctx.run_interval(TICK, |act, ctx| act.dispatch_due(ctx));
         ctx.run_interval(self.sweep_every, |act, ctx| {
-            let store = act.store.clone();
-            ctx.spawn(async move { store.pending_deliveries().await }.into_actor(act).map(|pending, act, _ctx| match pending {
+            let (store, me, grace) = (act.store.clone(), act.instance_id.clone(), act.orphan_grace);
+            ctx.spawn(sweep(store, me, grace).into_actor(act).map(|orphans, act, _ctx| match orphans {
                 Ok(list) => {
-                    let overdue = Utc::now() - act.orphan_grace;
-                    let adopted = act.adopt(list, |d| d.next_attempt_at.is_some_and(|due| due < overdue));
+                    let adopted = act.adopt(list, |_| true);
                     if adopted > 0 {
                         tracing::warn!(adopted, "adopted overdue webhook deliveries of a stopped instance");
                         act.metrics.webhook_orphans_adopted.inc_by(adopted as u64);
@@ -174,7 +187,61 @@ impl Actor for Dispatcher {
     }
 }
 
-impl Supervised for Dispatcher {}
+/// The settings row where an instance says it is alive (written every sweep).
+fn heartbeat_key(instance: &str) -> String {
+    format!("webhooks.instance_alive.{instance}")
+}
+
+/// One sweep: says this instance is alive, then takes over the pending deliveries overdue by
+/// more than `grace` whose owner has not said so for `grace` (it stopped or died; a busy but
+/// live owner keeps its deliveries). Taken deliveries are written with this instance as
+/// their owner before they are queued.
+async fn sweep(store: SharedStore, me: Arc<str>, grace: chrono::Duration) -> anyhow::Result<Vec<DeliveryRecord>> {
+    let now = Utc::now();
+    store.put_setting(&heartbeat_key(&me), &now.to_rfc3339()).await?;
+    let overdue = now - grace;
+    let mut alive: HashMap<String, bool> = HashMap::new();
+    let mut taken = Vec::new();
+    for mut d in store.pending_deliveries().await? {
+        if d.owner.as_deref() == Some(&*me) || !d.next_attempt_at.is_some_and(|due| due < overdue) {
+            continue;
+        }
+        let owner_alive = match d.owner.clone() {
+            None => false,
+            Some(owner) => match alive.get(&owner) {
+                Some(a) => *a,
+                None => {
+                    let seen = store.get_setting(&heartbeat_key(&owner)).await?;
+                    let a = seen
+                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                        .is_some_and(|t| t.to_utc() > overdue);
+                    alive.insert(owner, a);
+                    a
+                }
+            },
+        };
+        if owner_alive {
+            continue;
+        }
+        d.owner = Some(me.to_string());
+        store.put_delivery(&d).await?;
+        taken.push(d);
+    }
+    Ok(taken)
+}
+
+impl Supervised for Dispatcher {
+    /// A restarted dispatcher forgets what it held (the attempts in flight were dropped with
+    /// the old context) and reloads its pending deliveries in `started`.
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.queue.clear();
+        self.held.clear();
+        self.rerun.clear();
+        self.in_flight = 0;
+        self.per_endpoint.clear();
+        self.metrics.webhook_queue_depth.set(0);
+    }
+}
 
 impl Handler<Schedule> for Dispatcher {
     type Result = ();
@@ -213,6 +280,7 @@ impl WebhookDispatcher {
             store,
             queue: BTreeSet::new(),
             held: HashSet::new(),
+            rerun: HashMap::new(),
             instance_id: id,
             sweep_every,
             orphan_grace,

@@ -58,7 +58,7 @@ async fn a_wrong_method_on_a_known_route_answers_in_the_envelope() {
         (app.send(app.client.delete(app.url("/api/v1/products/1"))).await, "GET, HEAD"),
         (app.send(app.client.post(app.url("/openapi.json"))).await, "GET, HEAD"),
         (app.admin(Method::POST, "/categories/5", None).await, "PATCH, DELETE"),
-        (app.send(app.client.put(app.url("/v1/postbacks"))).await, "GET, HEAD, POST"),
+        (app.send(app.client.put(app.url("/v1/postbacks"))).await, "GET, POST"),
     ] {
         r.assert_error(405, "Method not allowed.", "method_not_allowed");
         assert_eq!(r.headers["allow"], allow, "{}", r.text);
@@ -70,6 +70,11 @@ async fn a_wrong_method_on_a_known_route_answers_in_the_envelope() {
     assert_eq!(head.headers["x-ratelimit-limit"], "300");
     assert_eq!(app.send(app.client.head(app.url("/healthz"))).await.status, 200);
     assert_eq!(app.send(app.client.head(app.url("/api/v1/test"))).await.status, 401);
+    // Not where GET has an effect: a HEAD never records a click or a conversion.
+    let r = app.send(app.client.head(app.url("/v1/postbacks?token=x"))).await;
+    assert_eq!((r.status, r.headers["allow"].to_str().unwrap()), (405, "GET, POST"));
+    let r = app.send(app.client.head(app.url("/r/SomeLinkCode123"))).await;
+    assert_eq!((r.status, r.headers["allow"].to_str().unwrap()), (405, "GET"));
 }
 
 #[actix_web::test]

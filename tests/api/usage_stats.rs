@@ -252,7 +252,16 @@ async fn campaign_and_payout_stats_agree_with_clicks_and_postbacks() {
     );
     assert_eq!(payouts.body["data"]["counts"], json!({"pending": 1, "queued": 1, "paid": 0, "rejected": 1, "reversed": 0}));
     assert_eq!(payouts.body["data"]["last_paid_at"], Value::Null);
-    let paid = app.admin(Method::POST, "/rewards/pay", Some(json!({}))).await;
+    // Its own rewards only: on real backends other tests' apps share the store.
+    let own: Vec<Value> = app.get_with_key("/v1/rewards/user?user_id=u1&tenant_id=site", &p.key).await.body["data"]["rewards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "queued")
+        .map(|r| r["reward_id"].clone())
+        .collect();
+    assert_eq!(own.len(), 1);
+    let paid = app.admin(Method::POST, "/rewards/pay", Some(json!({"reward_ids": own}))).await;
     assert_eq!(paid.status, 200, "{}", paid.text);
     let after = until(&app, &p.key, "/v1/stats/payouts", |v| v["data"]["counts"]["paid"] == json!(1)).await;
     assert_eq!(after["data"]["totals"]["paid"], json!({"USD": 4}));

@@ -1271,9 +1271,14 @@ async fn an_orphaned_pending_delivery_is_adopted_by_the_sweep() {
     let (overdue, future) = (format!("msg_0000000000001_{t}a"), format!("msg_0000000000002_{t}b"));
     app.state.store.put_delivery(&orphan(&overdue, now - chrono::Duration::seconds(90))).await.unwrap();
     app.state.store.put_delivery(&orphan(&future, now + chrono::Duration::hours(1))).await.unwrap();
-    // Due a moment ago on a live instance (within the grace): its owner's to send, not ours.
+    // Due a moment ago (within the grace): its owner's to send, not ours.
     let recent = format!("msg_0000000000003_{t}c");
     app.state.store.put_delivery(&orphan(&recent, now - chrono::Duration::seconds(5))).await.unwrap();
+    // Overdue, but its owner is alive (busy, behind): it keeps it.
+    let busy = format!("msg_0000000000004_{t}d");
+    let busy_owner = format!("busy-{t}");
+    app.state.store.put_setting(&format!("webhooks.instance_alive.{busy_owner}"), &now.to_rfc3339()).await.unwrap();
+    app.state.store.put_delivery(&DeliveryRecord { owner: Some(busy_owner.clone()), ..orphan(&busy, now - chrono::Duration::seconds(90)) }).await.unwrap();
     let got = rx.wait_for(1, Duration::from_secs(20), "the adopted orphan", |hit| hit.webhook_id() == overdue).await;
     assert_eq!(got[0].webhook_id(), overdue);
     let done = app.state.store.get_delivery(hook, &overdue).await.unwrap().unwrap();
@@ -1291,6 +1296,9 @@ async fn an_orphaned_pending_delivery_is_adopted_by_the_sweep() {
     assert_eq!(rx.hits_where(|hit| hit.webhook_id() == overdue).len(), 1);
     assert!(rx.hits_where(|hit| hit.webhook_id() == future).is_empty());
     assert!(rx.hits_where(|hit| hit.webhook_id() == recent).is_empty());
+    assert!(rx.hits_where(|hit| hit.webhook_id() == busy).is_empty());
+    // The adopted delivery now belongs to this instance (it reloads it after a restart).
+    assert_eq!(done.owner.as_deref(), Some(app.state.settings.server.instance_id.as_str()));
     let metrics = app.get("/metrics").await.text;
     let adopted: u64 = metrics
         .lines()

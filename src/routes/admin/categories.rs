@@ -143,7 +143,13 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
         updated_at: now,
         deleted_at: None,
     };
-    state.store.put_category(&category).await?;
+    if let Err(e) = state.store.put_category(&category).await {
+        // The category was not stored: its slug is free again.
+        if let Some(slug) = &category.slug {
+            let _ = state.store.release_unique(SLUG_NAMESPACE, slug, category.id).await;
+        }
+        return Err(e.into());
+    }
     state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
     emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
     Ok(answer(StatusCode::CREATED, &category))
@@ -163,13 +169,14 @@ pub async fn update(
         return Err(ApiError::invalid_field("payload", "Provide at least one field to update."));
     }
     let mut category = existing(&state, id.into_inner()).await?;
+    let (mut released, mut claimed): (Option<String>, Option<String>) = (None, None);
     if let Some(slug) = &body.slug {
         let slug = slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
         check_slug(&state, slug, Some(category.id)).await?;
         claim_slug(&state, slug, category.id).await?;
-        if let Some(old) = category.slug.as_deref().filter(|old| Some(*old) != slug) {
-            state.store.release_unique(SLUG_NAMESPACE, old, category.id).await?;
-        }
+        // The old slug is released once the new one is stored (below).
+        released = category.slug.clone().filter(|old| Some(old.as_str()) != slug);
+        claimed = slug.filter(|new| category.slug.as_deref() != Some(*new)).map(String::from);
         category.slug = slug.map(String::from);
     }
     if let Some(name) = body.name {
@@ -179,7 +186,16 @@ pub async fn update(
         category.active = active;
     }
     category.updated_at = Utc::now();
-    state.store.put_category(&category).await?;
+    if let Err(e) = state.store.put_category(&category).await {
+        // Not stored: the category keeps its old slug, the new one is free again.
+        if let Some(new) = &claimed {
+            let _ = state.store.release_unique(SLUG_NAMESPACE, new, category.id).await;
+        }
+        return Err(e.into());
+    }
+    if let Some(old) = &released {
+        state.store.release_unique(SLUG_NAMESPACE, old, category.id).await?;
+    }
     state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
     emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
     Ok(answer(StatusCode::OK, &category))
