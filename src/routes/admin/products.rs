@@ -155,7 +155,7 @@ fn coupon_json(c: &CouponRecord) -> serde_json::Value {
     serde_json::json!({
         "tier": c.tier,
         "code": c.code,
-        "percent_off": c.percent_off.normalize().to_string().parse::<f64>().unwrap_or_default(),
+        "percent_off": json::number(c.percent_off),
         "expires_at": c.expires_at.as_ref().map(json::format_time),
     })
 }

@@ -53,7 +53,7 @@ fn promotion_json(p: &PromotionRecord) -> serde_json::Value {
         "title": p.title,
         "text": p.text,
         "type": p.promotion_type,
-        "percentage_off": p.percentage_off.normalize().to_string().parse::<f64>().unwrap_or_default(),
+        "percentage_off": json::number(p.percentage_off),
         "ends_at": p.ends_at.as_ref().map(json::format_time),
         "bundle_ids": p.bundle_ids,
         "created_at": json::format_time(&p.created_at),
@@ -103,7 +103,7 @@ pub struct SetRates {
 }
 
 fn rates_json(r: &ExchangeRates) -> serde_json::Value {
-    let f = |d: Decimal| d.normalize().to_string().parse::<f64>().unwrap_or_default();
+    let f = json::number;
     serde_json::json!({ "base": "USD", "rates": { "GBP": f(r.gbp), "EUR": f(r.eur), "INR": f(r.inr), "BGN": f(r.bgn) } })
 }
 
