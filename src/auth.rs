@@ -119,35 +119,19 @@ impl FromRequest for Authenticated {
         let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
-            // The peer address, not a forwarded header a client could forge.
-            let ip = req.peer_addr().map(|a| a.ip());
-            if let Some(wait) = ip.and_then(|ip| state.limits.auth_blocked(ip)) {
-                state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
-                return Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait));
-            }
+            let ip = client_ip(&req);
+            refuse_blocked(&state, ip)?;
             match authenticate(state.clone(), raw).await {
                 Ok(auth) => {
                     req.extensions_mut().insert(crate::usage::Caller::Key { affiliate_id: auth.affiliate.id, key_id: auth.key.id });
                     let plan = Plan { per_minute: auth.key.rate_limit.per_minute, burst: auth.key.rate_limit.burst };
                     let decision = state.limits.check(auth.key.id, plan);
                     req.extensions_mut().insert(RateInfo(decision));
-                    if let Some(wait) = decision.retry_after_secs {
-                        state.metrics.rate_limited.with_label_values(&["key"]).inc();
-                        return Err(rate_headers(&decision)
-                            .into_iter()
-                            .fold(ApiError::rate_limited("Rate limit exceeded.", wait), |e, (k, v)| e.with_header(k, v)));
-                    }
+                    refuse_spent(&state, &decision, "key", "Rate limit exceeded.")?;
                     req.extensions_mut().insert(auth.clone());
                     Ok(auth)
                 }
-                Err(e) if e.code() == "unauthenticated" => {
-                    state.metrics.auth_failures.with_label_values(&["api_key"]).inc();
-                    if let Some(wait) = ip.and_then(|ip| state.limits.auth_failed(ip)) {
-                        state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
-                        return Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait));
-                    }
-                    Err(e)
-                }
+                Err(e) if e.code() == "unauthenticated" => Err(count_failure(&state, ip, "api_key", e)),
                 Err(e) => Err(e),
             }
         })
@@ -155,6 +139,48 @@ impl FromRequest for Authenticated {
 }
 
 pub const TOO_MANY_FAILURES: &str = "Too many failed authentications; retry later.";
+
+/// The caller's address: the peer, not a forwarded header a client could forge.
+pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// 429 while the address is blocked after too many failed authentications (of any
+/// credential: API key, admin token, postback token).
+pub fn refuse_blocked(state: &AppState, ip: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+    match ip.and_then(|ip| state.limits.auth_blocked(ip)) {
+        Some(wait) => {
+            state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+            Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Counts a failed authentication of credential `kind` against the address: answers the
+/// 429 once the address is over its allowance, `refused` otherwise.
+pub fn count_failure(state: &AppState, ip: Option<std::net::IpAddr>, kind: &str, refused: ApiError) -> ApiError {
+    state.metrics.auth_failures.with_label_values(&[kind]).inc();
+    match ip.and_then(|ip| state.limits.auth_failed(ip)) {
+        Some(wait) => {
+            state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
+            ApiError::rate_limited(TOO_MANY_FAILURES, wait)
+        }
+        None => refused,
+    }
+}
+
+/// 429 `message` with the bucket's headers when `decision` refused the call (`kind` labels
+/// `hissaback_rate_limited_total`: `key` or `network`).
+pub fn refuse_spent(state: &AppState, decision: &Decision, kind: &str, message: &'static str) -> Result<(), ApiError> {
+    match decision.retry_after_secs {
+        Some(wait) => {
+            state.metrics.rate_limited.with_label_values(&[kind]).inc();
+            Err(rate_headers(decision).into_iter().fold(ApiError::rate_limited(message, wait), |e, (k, v)| e.with_header(k, v)))
+        }
+        None => Ok(()),
+    }
+}
 
 /// The rate-limit outcome of this request, for the response headers.
 #[derive(Clone, Copy, Debug)]
@@ -214,19 +240,9 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
     })?;
     // Wrong admin tokens count against the address like wrong API keys, and a blocked
     // address is refused even with the right token: the token cannot be guessed quickly.
-    let ip = req.peer_addr().map(|a| a.ip());
-    if let Some(wait) = ip.and_then(|ip| state.limits.auth_blocked(ip)) {
-        state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
-        return Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait));
-    }
-    let fail = |message: &'static str| {
-        state.metrics.auth_failures.with_label_values(&["admin"]).inc();
-        if let Some(wait) = ip.and_then(|ip| state.limits.auth_failed(ip)) {
-            state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
-            return ApiError::rate_limited(TOO_MANY_FAILURES, wait);
-        }
-        ApiError::unauthenticated(message)
-    };
+    let ip = client_ip(req);
+    refuse_blocked(state, ip)?;
+    let fail = |message: &'static str| count_failure(state, ip, "admin", ApiError::unauthenticated(message));
     let presented = req
         .headers()
         .get(AUTHORIZATION)

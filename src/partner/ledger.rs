@@ -109,6 +109,17 @@ fn postings(conversion: &ConversionRecord, legs: Vec<Leg>) -> Vec<PostingRecord>
         .collect()
 }
 
+/// Rewards summed per status (every status present) and currency, in minor units.
+pub fn reward_totals<'a>(conversions: impl IntoIterator<Item = &'a ConversionRecord>) -> Vec<(RewardStatus, std::collections::BTreeMap<String, i64>)> {
+    let mut totals: Vec<_> = RewardStatus::ALL.iter().map(|s| (*s, std::collections::BTreeMap::new())).collect();
+    for c in conversions {
+        if let Some((_, per)) = totals.iter_mut().find(|(s, _)| *s == c.status) {
+            *per.entry(c.currency.clone()).or_default() += c.reward_minor;
+        }
+    }
+    totals
+}
+
 /// The reward as `/v1/rewards/user` shows it.
 pub fn reward_view(c: &ConversionRecord) -> Value {
     json!({

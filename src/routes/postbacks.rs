@@ -87,11 +87,8 @@ fn id_like(v: &str, max: usize) -> bool {
     request_body(content = String, description = "optional form or JSON parameters (POST)"),
     responses((status = 200, description = "accepted and durable"), (status = 401, description = "Postback token is missing. / Postback token is invalid."), (status = 422), (status = 429, description = "Postback rate limit exceeded. (per network) / Too many failed authentications; retry later. (per address)")))]
 pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let ip = req.peer_addr().map(|a| a.ip());
-    if let Some(wait) = ip.and_then(|ip| state.limits.auth_blocked(ip)) {
-        state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
-        return Err(ApiError::rate_limited(crate::auth::TOO_MANY_FAILURES, wait));
-    }
+    let ip = crate::auth::client_ip(&req);
+    crate::auth::refuse_blocked(&state, ip)?;
     let p = params(&req, &body)?;
     let token = p.get("token").map(|t| t.trim()).filter(|t| !t.is_empty());
     let found = match token {
@@ -100,23 +97,14 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
     };
     let Some(network) = found else {
         // Wrong tokens count against the address like wrong API keys: no brute force.
-        state.metrics.auth_failures.with_label_values(&["postback_token"]).inc();
-        if let Some(wait) = ip.and_then(|ip| state.limits.auth_failed(ip)) {
-            state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
-            return Err(ApiError::rate_limited(crate::auth::TOO_MANY_FAILURES, wait));
-        }
-        return Err(ApiError::unauthenticated(if token.is_none() { "Postback token is missing." } else { "Postback token is invalid." }));
+        let refused = ApiError::unauthenticated(if token.is_none() { "Postback token is missing." } else { "Postback token is invalid." });
+        return Err(crate::auth::count_failure(&state, ip, "postback_token", refused));
     };
     req.extensions_mut().insert(crate::usage::Caller::Network { network_id: network.id });
     let limit = state.settings.partner.postback_rate_limit;
     let decision = state.limits.check_network(network.id, Plan { per_minute: limit.per_minute, burst: limit.burst });
     req.extensions_mut().insert(crate::auth::RateInfo(decision));
-    if let Some(wait) = decision.retry_after_secs {
-        state.metrics.rate_limited.with_label_values(&["network"]).inc();
-        return Err(crate::auth::rate_headers(&decision)
-            .into_iter()
-            .fold(ApiError::rate_limited("Postback rate limit exceeded.", wait), |e, (k, v)| e.with_header(k, v)));
-    }
+    crate::auth::refuse_spent(&state, &decision, "network", "Postback rate limit exceeded.")?;
     let get = |k: &str| p.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let mut errors = FieldErrors::new();
     let mut need = |field: &str, ok: bool, message: &str| {

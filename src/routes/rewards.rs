@@ -5,7 +5,7 @@ use crate::auth::Authenticated;
 use crate::domain::Scope;
 use crate::error::{ApiError, FieldErrors};
 use crate::json;
-use crate::partner::ledger::reward_view;
+use crate::partner::ledger::{reward_totals, reward_view};
 use crate::routes::products::QueryParams;
 use crate::state::AppState;
 use crate::store::RewardStatus;
@@ -36,20 +36,12 @@ pub async fn user_rewards(auth: Authenticated, state: web::Data<AppState>, req: 
     }
     let (user, tenant) = (q.one("user_id").unwrap_or_default(), q.one("tenant_id").unwrap_or_default());
     let rewards = state.store.rewards_of_user(auth.affiliate.id, tenant, user).await?;
-    let mut totals: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
-    for key in ["pending", "queued", "paid"] {
-        totals.insert(key, BTreeMap::new());
-    }
-    for r in &rewards {
-        let bucket = match r.status {
-            RewardStatus::Pending => "pending",
-            RewardStatus::Queued => "queued",
-            RewardStatus::Paid => "paid",
-            RewardStatus::Rejected | RewardStatus::Reversed => continue,
-        };
-        *totals.get_mut(bucket).expect("bucket").entry(r.currency.clone()).or_default() += r.reward_minor;
-    }
-    let totals: Map<String, Value> = totals
+    // Pending, queued and paid, ordered by name (`paid`, `pending`, `queued`).
+    let totals: Map<String, Value> = reward_totals(&rewards)
+        .into_iter()
+        .filter(|(s, _)| matches!(s, RewardStatus::Pending | RewardStatus::Queued | RewardStatus::Paid))
+        .map(|(s, per)| (s.as_str(), per))
+        .collect::<BTreeMap<_, _>>()
         .into_iter()
         .map(|(k, per)| (k.to_string(), Value::Object(per.into_iter().map(|(c, m)| (c, json!(m as f64 / 100.0))).collect())))
         .collect();

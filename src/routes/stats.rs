@@ -258,9 +258,9 @@ pub async fn campaigns(auth: Authenticated, state: web::Data<AppState>, req: Htt
             m.insert("clicks".into(), json!(self.clicks));
             m.insert("conversions".into(), json!(self.conversions));
             m.insert("conversion_rate".into(), rate(self.conversions, self.clicks));
-            let statuses: Map<String, Value> = ["pending", "queued", "paid", "rejected", "reversed"]
+            let statuses: Map<String, Value> = RewardStatus::ALL
                 .iter()
-                .map(|s| (s.to_string(), json!(self.by_status.get(s).copied().unwrap_or(0))))
+                .map(|s| (s.as_str().to_string(), json!(self.by_status.get(s.as_str()).copied().unwrap_or(0))))
                 .collect();
             m.insert("conversions_by_status".into(), Value::Object(statuses));
             m.insert("commission".into(), per_currency(&self.commission));
@@ -315,22 +315,16 @@ pub async fn campaigns(auth: Authenticated, state: web::Data<AppState>, req: Htt
 pub async fn payouts(auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::RewardsRead)?;
     let conversions = state.store.conversions_of_affiliate(auth.affiliate.id).await?;
-    const STATUSES: [&str; 5] = ["pending", "queued", "paid", "rejected", "reversed"];
-    let mut totals: BTreeMap<&str, BTreeMap<String, i64>> = STATUSES.iter().map(|s| (*s, BTreeMap::new())).collect();
-    let mut counts: BTreeMap<&str, u64> = STATUSES.iter().map(|s| (*s, 0)).collect();
-    let mut last_paid_at: Option<DateTime<Utc>> = None;
-    for c in &conversions {
-        let status = c.status.as_str();
-        *counts.entry(status).or_default() += 1;
-        *totals.entry(status).or_default().entry(c.currency.clone()).or_default() += c.reward_minor;
-        if let Some(p) = c.paid_at {
-            last_paid_at = Some(last_paid_at.map_or(p, |l| l.max(p)));
-        }
-    }
-    let ordered = |f: &dyn Fn(&str) -> Value| -> Value { Value::Object(STATUSES.iter().map(|s| (s.to_string(), f(s))).collect()) };
+    let totals: Map<String, Value> =
+        crate::partner::ledger::reward_totals(&conversions).iter().map(|(s, per)| (s.as_str().to_string(), per_currency(per))).collect();
+    let counts: Map<String, Value> = RewardStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), json!(conversions.iter().filter(|c| c.status == *s).count())))
+        .collect();
+    let last_paid_at = conversions.iter().filter_map(|c| c.paid_at).max();
     Ok(json::ok(json!({
-        "totals": ordered(&|s| per_currency(&totals[s])),
-        "counts": ordered(&|s| json!(counts[s])),
+        "totals": totals,
+        "counts": counts,
         "last_paid_at": last_paid_at.map(|t| json::format_time(&t)),
     })))
 }

@@ -244,6 +244,20 @@ impl ScyllaStore {
         }
     }
 
+    /// The conversions a sharded id index (`index` selects the ids of one shard) names, by id.
+    async fn indexed_conversions(&self, index: &PreparedStatement) -> StoreResult<Vec<ConversionRecord>> {
+        let mut out = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            for cid in self.ids(index, (shard,)).await? {
+                if let Some(c) = self.doc::<ConversionRecord>(&self.st.conversion_get, (cid,)).await? {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
     /// Runs one prepared statement, timed into the store-latency histogram.
     async fn exec(
         &self,
@@ -790,18 +804,9 @@ impl Store for ScyllaStore {
     }
 
     async fn queued_conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
-        let mut out = Vec::new();
-        for shard in 0..PENDING_SHARDS {
-            for cid in self.ids(&self.st.queued_shard, (shard,)).await? {
-                // The index may lag a status change by one write; the row itself decides.
-                if let Some(c) = self.doc::<ConversionRecord>(&self.st.conversion_get, (cid,)).await? {
-                    if c.status == super::RewardStatus::Queued {
-                        out.push(c);
-                    }
-                }
-            }
-        }
-        out.sort_by_key(|c| c.id);
+        // The index may lag a status change by one write; the row itself decides.
+        let mut out = self.indexed_conversions(&self.st.queued_shard).await?;
+        out.retain(|c| c.status == super::RewardStatus::Queued);
         Ok(out)
     }
 
@@ -820,16 +825,7 @@ impl Store for ScyllaStore {
     }
 
     async fn conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
-        let mut out = Vec::new();
-        for shard in 0..PENDING_SHARDS {
-            for cid in self.ids(&self.st.conversion_shard, (shard,)).await? {
-                if let Some(c) = self.doc::<ConversionRecord>(&self.st.conversion_get, (cid,)).await? {
-                    out.push(c);
-                }
-            }
-        }
-        out.sort_by_key(|c| c.id);
-        Ok(out)
+        self.indexed_conversions(&self.st.conversion_shard).await
     }
 
     async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()> {

@@ -19,6 +19,9 @@ pub enum RewardStatus {
 }
 
 impl RewardStatus {
+    /// Every status, in the order of a reward's life.
+    pub const ALL: [RewardStatus; 5] = [RewardStatus::Pending, RewardStatus::Queued, RewardStatus::Paid, RewardStatus::Rejected, RewardStatus::Reversed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RewardStatus::Pending => "pending",

@@ -12,7 +12,7 @@ mod handlers;
 
 use crate::ports::{AuditEntry, ClickCell, UsageCell, UsageCounts, UsageSink};
 use actix::prelude::*;
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -71,7 +71,7 @@ impl Default for UsageMetrics {
 
 /// The start of the minute `at` falls in.
 pub fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(at)
+    crate::ports::UsageResolution::Minute.floor(at)
 }
 
 /// `2xx` for 200–299 and so on.
