@@ -33,6 +33,31 @@ pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, event: Self::Event, delivery: &Delivery) -> anyhow::Result<()>;
 }
 
+/// What a batch consumer does with the events of one partition (the consumer splits each
+/// batch it reads by partition and runs the partitions concurrently, each in offset order).
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    type Event: Event;
+    /// Applies the events of one partition, in offset order. `Ok` means every effect is
+    /// stored and the batch may be committed; an error retries the whole slice (effects
+    /// must be idempotent under redelivery).
+    async fn handle_batch(&self, batch: Vec<(Self::Event, Delivery)>) -> anyhow::Result<()>;
+}
+
+/// Runs an [`EventHandler`] as a [`BatchHandler`]: one event after the other.
+pub struct OneByOne<H>(pub Arc<H>);
+
+#[async_trait]
+impl<H: EventHandler> BatchHandler for OneByOne<H> {
+    type Event = H::Event;
+    async fn handle_batch(&self, batch: Vec<(Self::Event, Delivery)>) -> anyhow::Result<()> {
+        for (event, delivery) in batch {
+            self.0.handle(event, &delivery).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a consumer loop ended (the supervisor then restarts it).
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {

@@ -54,6 +54,38 @@ pub trait Subscription: Send {
     async fn lag(&mut self) -> Result<Option<u64>, BusError> {
         Ok(None)
     }
+    /// Waits for at least one delivery, then takes whatever else is ready (across every
+    /// partition of this subscription, each partition's deliveries in offset order) until
+    /// `max` deliveries or until `linger` has passed since the first one. Cancel-safe:
+    /// nothing is lost when the future is dropped before it returns.
+    async fn next_batch(&mut self, max: usize, linger: std::time::Duration) -> Result<Vec<Delivery>, BusError> {
+        let first = self.next().await?;
+        let mut out = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while out.len() < max.max(1) {
+            match tokio::time::timeout_at(deadline, self.next()).await {
+                Ok(d) => out.push(d?),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+    /// Commits a handled batch: for each partition present, the position after its highest
+    /// offset in `batch`. One write (embedded) or one asynchronous commit request (Kafka) per
+    /// call, never one per delivery.
+    async fn commit_batch(&mut self, batch: &[Delivery]) -> Result<(), BusError> {
+        let mut last: std::collections::BTreeMap<i32, &Delivery> = std::collections::BTreeMap::new();
+        for d in batch {
+            let e = last.entry(d.partition).or_insert(d);
+            if d.offset > e.offset {
+                *e = d;
+            }
+        }
+        for d in last.into_values() {
+            self.commit(d).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Producer and consumer factory of one backend.
@@ -63,6 +95,15 @@ pub trait EventBus: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// Appends one message; returns once it is durable.
     async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError>;
+    /// Appends several messages of one topic (each with its key); returns once every one is
+    /// durable. Messages with the same key keep their order. Embedded: one transaction;
+    /// Kafka: produced together, every delivery report awaited.
+    async fn publish_batch(&self, topic: &str, messages: Vec<(String, Vec<u8>)>) -> Result<(), BusError> {
+        for (key, payload) in messages {
+            self.publish(topic, &key, payload).await?;
+        }
+        Ok(())
+    }
     /// Joins consumer group `group` on `topic`, resuming at the group's committed position
     /// (the beginning when it has none).
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
@@ -76,6 +117,18 @@ pub type SharedBus = Arc<dyn EventBus>;
 pub async fn publish_event<E: Event>(bus: &dyn EventBus, event: &E) -> Result<(), BusError> {
     let payload = codec::encode(event)?;
     bus.publish(E::TOPIC.as_str(), &event.key(), payload).await
+}
+
+/// Encodes typed events of one topic and publishes them together.
+pub async fn publish_events<E: Event>(bus: &dyn EventBus, events: &[E]) -> Result<(), BusError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut messages = Vec::with_capacity(events.len());
+    for e in events {
+        messages.push((e.key(), codec::encode(e)?));
+    }
+    bus.publish_batch(E::TOPIC.as_str(), messages).await
 }
 
 /// The partition a key goes to: FNV-1a, stable across builds and platforms.
