@@ -53,6 +53,32 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Decodes a version-less body (what follows the version byte).
+pub fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<T, CodecError> {
+    let (value, read) = bincode::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if read != body.len() {
+        return Err(CodecError::Trailing);
+    }
+    Ok(value)
+}
+
+/// Encodes an event with its type's version byte ([`crate::Event::VERSION`]).
+pub fn encode_event<E: crate::Event>(event: &E) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![E::VERSION];
+    out.extend_from_slice(&bincode::encode_to_vec(event, config()).map_err(|e| CodecError::Encode(e.to_string()))?);
+    Ok(out)
+}
+
+/// Decodes an event of its topic, whichever version of the topic's type wrote it.
+pub fn decode_event<E: crate::Event>(bytes: &[u8]) -> Result<E, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if version == E::VERSION {
+        decode_body(body)
+    } else {
+        E::decode_older(version, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,15 @@ use bincode::{Decode, Encode};
 /// An event type: which topic it travels on and its ordering key.
 pub trait Event: Encode + Decode<()> + Send + 'static {
     const TOPIC: Topic;
+    /// The codec version this type is written with (see [`crate::codec`]): a topic whose
+    /// event type changed shape writes a new version and still reads the older ones.
+    const VERSION: u8 = 1;
     /// Events with the same key are delivered in the order they were produced.
     fn key(&self) -> String;
+    /// Reads a body written with an older `version` of this topic's type.
+    fn decode_older(version: u8, _body: &[u8]) -> Result<Self, crate::codec::CodecError> {
+        Err(crate::codec::CodecError::UnknownVersion(version))
+    }
 }
 
 /// A network's reported conversion status.
@@ -59,10 +66,60 @@ pub struct ConversionRecorded {
     pub occurred_at_ms: i64,
 }
 
-impl Event for ConversionRecorded {
+/// Everything that changes a conversion (topic `conversions`), keyed by the conversion: the
+/// consumer that owns its partition is the conversion's one writer.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum ConversionEvent {
+    /// A network's postback, resolved to its campaign.
+    Recorded(ConversionRecorded),
+    /// Payment asked for (admin `POST /rewards/pay`): a queued reward becomes `paying`.
+    PaymentRequested { conversion_id: u64, request_id: String, requested_at_ms: i64 },
+    /// The payout provider's outcome for `request_id`: `paid` (with the part of the reward
+    /// that recovered an earlier clawback of the user), or back to `queued`.
+    PaymentSettled { conversion_id: u64, request_id: String, paid: bool, recovered_minor: i64, error: Option<String>, settled_at_ms: i64 },
+}
+
+impl ConversionEvent {
+    pub fn conversion_id(&self) -> u64 {
+        match self {
+            ConversionEvent::Recorded(c) => c.conversion_id,
+            ConversionEvent::PaymentRequested { conversion_id, .. } | ConversionEvent::PaymentSettled { conversion_id, .. } => *conversion_id,
+        }
+    }
+}
+
+impl Event for ConversionEvent {
     const TOPIC: Topic = Topic::Conversions;
+    /// Version 1 of this topic carried [`ConversionRecorded`] alone.
+    const VERSION: u8 = 2;
     fn key(&self) -> String {
-        format!("conversion:{}", self.conversion_id)
+        format!("conversion:{}", self.conversion_id())
+    }
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, crate::codec::CodecError> {
+        match version {
+            1 => crate::codec::decode_body::<ConversionRecorded>(body).map(ConversionEvent::Recorded),
+            other => Err(crate::codec::CodecError::UnknownVersion(other)),
+        }
+    }
+}
+
+/// One payment to make (topic `payouts`), derived by the conversion's writer when it moved
+/// the reward to `paying`; keyed by end user, so one payer handles a user's payments in
+/// order and nets what the user owes back.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct PayoutJob {
+    pub conversion_id: u64,
+    pub request_id: String,
+    pub affiliate_id: u64,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub reward: Money,
+}
+
+impl Event for PayoutJob {
+    const TOPIC: Topic = Topic::Payouts;
+    fn key(&self) -> String {
+        format!("user:{}:{}:{}", self.affiliate_id, self.tenant_id, self.user_id)
     }
 }
 
@@ -187,6 +244,34 @@ mod tests {
             bytes,
             vec![1, 3, 3, 99, 45, 49, 3, 116, 45, 57, 251, 196, 9, 2, 1, 1, 4, 115, 97, 108, 101, 253, 0, 208, 202, 159, 23, 3, 0, 0]
         );
+    }
+
+    #[test]
+    fn conversion_events_of_version_one_still_decode() {
+        use crate::codec::{decode_event, encode_event};
+        let c = ConversionRecorded {
+            conversion_id: 7,
+            network_id: 3,
+            txn_id: "t".into(),
+            click_id: "c".into(),
+            campaign_id: 1,
+            affiliate_id: 2,
+            tenant_id: "tenant-a".into(),
+            offer_id: 4,
+            user_id: Some("u".into()),
+            payout: Money { minor: 1, currency: CurrencyCode::USD },
+            status: PostbackStatus::Approved,
+            occurred_at_ms: 5,
+        };
+        // What the previous build wrote on `conversions`: version 1, a bare ConversionRecorded.
+        let old = encode(&c).unwrap();
+        assert_eq!(old[0], 1);
+        assert_eq!(decode_event::<ConversionEvent>(&old).unwrap(), ConversionEvent::Recorded(c.clone()));
+        let settled = ConversionEvent::PaymentSettled { conversion_id: 7, request_id: "r".into(), paid: true, recovered_minor: 0, error: None, settled_at_ms: 9 };
+        let new = encode_event(&settled).unwrap();
+        assert_eq!(new[0], 2);
+        assert_eq!(decode_event::<ConversionEvent>(&new).unwrap(), settled);
+        assert_eq!(ConversionEvent::Recorded(c).key(), "conversion:7");
     }
 
     #[test]

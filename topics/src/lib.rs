@@ -19,7 +19,7 @@ pub mod names;
 pub mod values;
 
 pub use bus::{BusError, Delivery, EventBus, SharedBus, Subscription};
-pub use codec::{decode, encode, CodecError, CODEC_VERSION};
+pub use codec::{decode, decode_event, encode, encode_event, CodecError, CODEC_VERSION};
 pub use events::Event;
 pub use names::Topic;
 pub use values::{CurrencyCode, Money};

@@ -14,15 +14,19 @@ pub enum Topic {
     ProductChanges,
     /// Webhook delivery jobs for the dispatcher.
     WebhookJobs,
+    /// Payments to make through the payout provider, keyed by end user (one payer per user,
+    /// which also owns netting that user's clawbacks).
+    Payouts,
 }
 
 impl Topic {
     /// Every topic, in a stable order (used by `hissaback migrate` to create them).
-    pub const ALL: [Topic; 4] = [
+    pub const ALL: [Topic; 5] = [
         Topic::Postbacks,
         Topic::Conversions,
         Topic::ProductChanges,
         Topic::WebhookJobs,
+        Topic::Payouts,
     ];
 
     /// The topic's base name, without the deployment's prefix.
@@ -32,6 +36,7 @@ impl Topic {
             Topic::Conversions => "conversions",
             Topic::ProductChanges => "product-changes",
             Topic::WebhookJobs => "webhook-jobs",
+            Topic::Payouts => "payouts",
         }
     }
 

@@ -3,17 +3,44 @@
 //! keeps Kafka's contract (durable on publish, ordered per key, at-least-once, resumes at
 //! the committed offset after a restart) with no server.
 //!
-//! Consumers poll their partitions and sleep on a notification between appends (with a
-//! short timeout, so appends by another process are seen too).
+//! # Writes: one writer thread, group commit
+//!
+//! Every write (appends and consumer-offset commits) goes to one writer thread that owns the
+//! write connection. It blocks for a first request, takes every other request already queued
+//! (up to [`GROUP_MAX`] messages), writes them all in one transaction and commits once, then
+//! answers each caller and wakes the consumers. With `synchronous=FULL` a commit is an fsync,
+//! and an fsync costs far more than an insert, so callers that arrive together share one: a
+//! publish still returns only once it is durable, but the cost of durability is paid per
+//! group, not per message (while one group is being synced the next one queues up). A failed
+//! group fails every request in it with [`BusError::Unavailable`]; nothing of it is kept.
+//!
+//! The writer keeps the next offset of each (topic, partition) in memory, read once with
+//! `MAX(offset) + 1` when the partition is first appended to, so an append is one insert and
+//! no read. That assumes one process writes a data directory's log (the service's rule); if
+//! another writer appended meanwhile, the insert conflicts on the primary key, the group
+//! fails and the cached heads are dropped, so the next group reads them again.
+//!
+//! Callers hand a request over a channel and await a oneshot reply: no blocking-pool task
+//! per publish. The file-backed log gives the writer a connection of its own (WAL lets reads
+//! go on while it writes); the in-memory log (for tests) has one connection, shared.
+//!
+//! # Reads
+//!
+//! Consumers fetch from their partitions on the blocking pool (one query per partition, up to
+//! a batch's worth in all, starting at a rotating partition so none is starved), buffer what
+//! they fetched and sleep on a notification between appends (with a short timeout, so
+//! appends by another process are seen too). A fetch only changes the subscription after it
+//! returned, so dropping a waiting `next`/`next_batch` loses nothing.
 
 use super::{partition_for, BusError, Delivery, EventBus, Subscription};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::VecDeque;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -34,15 +61,61 @@ CREATE TABLE IF NOT EXISTS consumer_offsets (
 ) WITHOUT ROWID;
 "#;
 
-/// How many messages a consumer reads per partition per poll.
-const FETCH: i64 = 256;
+const HEAD: &str = "SELECT COALESCE(MAX(offset) + 1, 0) FROM events WHERE topic = ?1 AND partition = ?2";
+const APPEND: &str =
+    "INSERT INTO events (topic, partition, offset, key, payload, appended_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const COMMIT: &str = "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)";
+
+/// How many messages `next` fetches at a time (over all partitions).
+const FETCH: usize = 256;
 /// Longest wait between polls when nothing was notified.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Most messages one group commit takes; more stay queued for the next group.
+pub const GROUP_MAX: usize = 4096;
+
+type Reply = oneshot::Sender<Result<(), BusError>>;
+
+/// A request to the writer thread.
+enum Write {
+    Append { topic: String, messages: Vec<(String, Vec<u8>)>, reply: Reply },
+    Commit { group: String, topic: String, offsets: Vec<(i32, i64)>, reply: Reply },
+}
+
+impl Write {
+    fn size(&self) -> usize {
+        match self {
+            Write::Append { messages, .. } => messages.len().max(1),
+            Write::Commit { .. } => 1,
+        }
+    }
+
+    fn answer(self, result: Result<(), BusError>) {
+        let (Write::Append { reply, .. } | Write::Commit { reply, .. }) = self;
+        // The caller may have stopped waiting; the write stands either way.
+        let _ = reply.send(result);
+    }
+}
 
 struct Inner {
-    conn: Mutex<Connection>,
+    /// Reads: fetches, committed positions, lag, ping. In memory, also the writer's.
+    reader: Arc<Mutex<Connection>>,
     partitions: u32,
-    appended: Notify,
+    appended: Arc<Notify>,
+    /// `Some` until drop; closing it stops the writer once the queue is drained.
+    writes: Option<mpsc::Sender<Write>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// Waits for the writer to finish what was queued, so a log reopened after its bus is
+/// dropped sees every acknowledged write and no second writer overlaps the first.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.writes.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// SQLite-backed [`EventBus`].
@@ -55,39 +128,71 @@ impl EmbeddedBus {
     /// Opens (creating when missing) `<data_dir>/events.db`.
     pub fn open(data_dir: &Path, partitions: u32) -> Result<Self, BusError> {
         std::fs::create_dir_all(data_dir).map_err(|e| BusError::Unavailable(e.to_string()))?;
-        let conn = Connection::open(data_dir.join("events.db")).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        Self::with_connection(conn, partitions)
+        let path = data_dir.join("events.db");
+        let open = || -> Result<Connection, BusError> {
+            let conn = Connection::open(&path).map_err(sql)?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+            configure(conn)
+        };
+        let writer = open()?;
+        let reader = open()?;
+        Self::start(Arc::new(Mutex::new(reader)), Arc::new(Mutex::new(writer)), partitions)
     }
 
     /// A bus that lives in memory only: for unit tests.
     pub fn in_memory(partitions: u32) -> Result<Self, BusError> {
-        Self::with_connection(Connection::open_in_memory().map_err(sql)?, partitions)
+        let conn = Arc::new(Mutex::new(configure(Connection::open_in_memory().map_err(sql)?)?));
+        Self::start(conn.clone(), conn, partitions)
     }
 
-    fn with_connection(conn: Connection, partitions: u32) -> Result<Self, BusError> {
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-        conn.execute_batch(SCHEMA).map_err(sql)?;
-        Ok(Self { inner: Arc::new(Inner { conn: Mutex::new(conn), partitions: partitions.max(1), appended: Notify::new() }) })
+    fn start(reader: Arc<Mutex<Connection>>, writer_conn: Arc<Mutex<Connection>>, partitions: u32) -> Result<Self, BusError> {
+        let partitions = partitions.max(1);
+        let appended = Arc::new(Notify::new());
+        let (writes, queue) = mpsc::channel();
+        let wake = appended.clone();
+        let writer = std::thread::Builder::new()
+            .name("embedded-log-writer".into())
+            .spawn(move || run_writer(&writer_conn, &queue, &wake, partitions))
+            .map_err(|e| BusError::Other(format!("starting the embedded log writer: {e}")))?;
+        Ok(Self { inner: Arc::new(Inner { reader, partitions, appended, writes: Some(writes), writer: Some(writer) }) })
     }
 
-    async fn with<T: Send + 'static>(
+    /// Runs a read on the blocking pool.
+    async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BusError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut conn).map_err(sql)
         })
         .await
         .map_err(|e| BusError::Other(e.to_string()))?
     }
+
+    /// Hands a write to the writer thread and waits until it is durable (or failed).
+    async fn write(&self, make: impl FnOnce(Reply) -> Write) -> Result<(), BusError> {
+        let (reply, answer) = oneshot::channel();
+        let writes = self.inner.writes.as_ref().ok_or_else(writer_stopped)?;
+        writes.send(make(reply)).map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+}
+
+fn configure(conn: Connection) -> Result<Connection, BusError> {
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+    conn.execute_batch(SCHEMA).map_err(sql)?;
+    Ok(conn)
 }
 
 fn sql(e: rusqlite::Error) -> BusError {
     BusError::Unavailable(e.to_string())
+}
+
+fn writer_stopped() -> BusError {
+    BusError::Unavailable("the embedded log writer has stopped".into())
 }
 
 fn now_ms() -> i64 {
@@ -97,6 +202,88 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Next offset per partition of each topic appended to since start (`None`: not read yet).
+type Heads = HashMap<String, Vec<Option<i64>>>;
+
+/// The writer thread: one transaction and one commit per group of queued requests, until
+/// every sender is gone and the queue is empty.
+fn run_writer(conn: &Mutex<Connection>, queue: &mpsc::Receiver<Write>, appended: &Notify, partitions: u32) {
+    let mut heads = Heads::new();
+    let mut group: Vec<Write> = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut size = first.size();
+        group.push(first);
+        while size < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(w) => {
+                    size += w.size();
+                    group.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            write_group(&mut conn, &mut heads, &group, partitions)
+        };
+        match result {
+            Ok(any_appended) => {
+                if any_appended {
+                    appended.notify_waiters();
+                }
+                group.drain(..).for_each(|w| w.answer(Ok(())));
+            }
+            Err(e) => {
+                // The transaction was rolled back: what the heads say may not be stored.
+                heads.clear();
+                tracing::warn!(error = %e, requests = group.len(), "embedded event log: group write failed");
+                let message = e.to_string();
+                group.drain(..).for_each(|w| w.answer(Err(BusError::Unavailable(message.clone()))));
+            }
+        }
+    }
+}
+
+/// Writes one group in one transaction; true when it appended something.
+fn write_group(conn: &mut Connection, heads: &mut Heads, group: &[Write], partitions: u32) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut any_appended = false;
+    {
+        let now = now_ms();
+        let mut head = tx.prepare_cached(HEAD)?;
+        let mut append = tx.prepare_cached(APPEND)?;
+        let mut commit = tx.prepare_cached(COMMIT)?;
+        for w in group {
+            match w {
+                Write::Append { topic, messages, .. } => {
+                    if !heads.contains_key(topic.as_str()) {
+                        heads.insert(topic.clone(), vec![None; partitions as usize]);
+                    }
+                    let topic_heads = heads.get_mut(topic.as_str()).expect("inserted above");
+                    for (key, payload) in messages {
+                        let partition = partition_for(key, partitions);
+                        let slot = &mut topic_heads[partition as usize];
+                        let offset = match *slot {
+                            Some(next) => next,
+                            None => head.query_row(params![topic, partition], |r| r.get(0))?,
+                        };
+                        append.execute(params![topic, partition, offset, key, payload, now])?;
+                        *slot = Some(offset + 1);
+                        any_appended = true;
+                    }
+                }
+                Write::Commit { group, topic, offsets, .. } => {
+                    for (partition, next) in offsets {
+                        commit.execute(params![group, topic, partition, next])?;
+                    }
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(any_appended)
+}
+
 #[async_trait]
 impl EventBus for EmbeddedBus {
     fn backend(&self) -> &'static str {
@@ -104,40 +291,28 @@ impl EventBus for EmbeddedBus {
     }
 
     async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
-        let partition = partition_for(key, self.inner.partitions);
-        let (topic, key) = (topic.to_string(), key.to_string());
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let next: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(offset) + 1, 0) FROM events WHERE topic = ?1 AND partition = ?2",
-                params![topic, partition],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO events (topic, partition, offset, key, payload, appended_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![topic, partition, next, key, payload, now_ms()],
-            )?;
-            tx.commit()
-        })
-        .await?;
-        self.inner.appended.notify_waiters();
-        Ok(())
+        self.write(|reply| Write::Append { topic: topic.to_string(), messages: vec![(key.to_string(), payload)], reply })
+            .await
+    }
+
+    /// One request to the writer, so the whole batch lands in one transaction, in order.
+    async fn publish_batch(&self, topic: &str, messages: Vec<(String, Vec<u8>)>) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.write(|reply| Write::Append { topic: topic.to_string(), messages, reply }).await
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
         let partitions = self.inner.partitions;
         let (t, g) = (topic.to_string(), group.to_string());
         let positions = self
-            .with(move |c| {
+            .read(move |c| {
+                let mut stmt =
+                    c.prepare_cached("SELECT next_offset FROM consumer_offsets WHERE grp = ?1 AND topic = ?2 AND partition = ?3")?;
                 let mut positions = Vec::with_capacity(partitions as usize);
                 for p in 0..partitions as i32 {
-                    let committed: Option<i64> = c
-                        .query_row(
-                            "SELECT next_offset FROM consumer_offsets WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
-                            params![g, t, p],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
+                    let committed: Option<i64> = stmt.query_row(params![g, t, p], |r| r.get(0)).optional()?;
                     positions.push(committed.unwrap_or(0));
                 }
                 Ok(positions)
@@ -149,11 +324,15 @@ impl EventBus for EmbeddedBus {
             group: group.to_string(),
             positions,
             buffer: VecDeque::new(),
+            first_partition: 0,
         }))
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+        if self.inner.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Err(writer_stopped());
+        }
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 }
 
@@ -163,23 +342,34 @@ struct EmbeddedSubscription {
     group: String,
     /// Next offset to read, per partition (read position, not the committed one).
     positions: Vec<i64>,
+    /// Fetched, not handed out yet; each partition's deliveries in offset order.
     buffer: VecDeque<Delivery>,
+    /// Where the next fetch starts, so a busy partition does not starve the others.
+    first_partition: usize,
 }
 
 impl EmbeddedSubscription {
-    async fn fetch(&mut self) -> Result<(), BusError> {
+    /// Reads up to `limit` deliveries past the read positions into the buffer. The
+    /// subscription changes only after the read returned: dropping this future loses nothing.
+    async fn fetch(&mut self, limit: usize) -> Result<(), BusError> {
         let topic = self.topic.clone();
         let positions = self.positions.clone();
+        let first = self.first_partition;
         let batch = self
             .bus
-            .with(move |c| {
+            .read(move |c| {
                 let mut out = Vec::new();
                 let mut stmt = c.prepare_cached(
                     "SELECT offset, key, payload FROM events
                      WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
                 )?;
-                for (p, from) in positions.iter().enumerate() {
-                    let rows = stmt.query_map(params![topic, p as i32, from, FETCH], |r| {
+                let n = positions.len();
+                for p in (0..n).map(|i| (first + i) % n) {
+                    let remaining = limit.saturating_sub(out.len());
+                    if remaining == 0 {
+                        break;
+                    }
+                    let rows = stmt.query_map(params![topic, p as i32, positions[p], remaining as i64], |r| {
                         Ok(Delivery {
                             topic: topic.clone(),
                             partition: p as i32,
@@ -195,42 +385,83 @@ impl EmbeddedSubscription {
                 Ok(out)
             })
             .await?;
+        self.first_partition = (first + 1) % self.positions.len().max(1);
         for d in batch {
             self.positions[d.partition as usize] = d.offset + 1;
             self.buffer.push_back(d);
         }
         Ok(())
     }
+
+    /// Fetches until the buffer holds something, sleeping between appends. True when it
+    /// fetched (the buffer is as full as the log allows right now).
+    async fn fill(&mut self, limit: usize) -> Result<bool, BusError> {
+        if !self.buffer.is_empty() {
+            return Ok(false);
+        }
+        loop {
+            let inner = self.bus.inner.clone();
+            let appended = inner.appended.notified();
+            self.fetch(limit).await?;
+            if !self.buffer.is_empty() {
+                return Ok(true);
+            }
+            let _ = tokio::time::timeout(IDLE_POLL, appended).await;
+        }
+    }
+
+    async fn commit_offsets(&self, offsets: Vec<(i32, i64)>) -> Result<(), BusError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let (group, topic) = (self.group.clone(), self.topic.clone());
+        self.bus.write(|reply| Write::Commit { group, topic, offsets, reply }).await
+    }
 }
 
 #[async_trait]
 impl Subscription for EmbeddedSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
-        loop {
-            if let Some(d) = self.buffer.pop_front() {
-                return Ok(d);
+        self.fill(FETCH).await?;
+        Ok(self.buffer.pop_front().expect("filled"))
+    }
+
+    /// Deliveries stay in the buffer until the batch is returned, so a dropped call (a
+    /// timeout while idle, or while lingering) leaves them for the next one.
+    async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<Delivery>, BusError> {
+        let max = max.max(1);
+        let mut fresh = self.fill(max).await?;
+        let deadline = tokio::time::Instant::now() + linger;
+        while self.buffer.len() < max {
+            if !fresh {
+                // Take what is ready now, then wait for appends while time remains.
+                let inner = self.bus.inner.clone();
+                let appended = inner.appended.notified();
+                self.fetch(max - self.buffer.len()).await?;
+                if self.buffer.len() >= max || tokio::time::timeout_at(deadline, appended).await.is_err() {
+                    break;
+                }
+            } else if linger.is_zero() || tokio::time::timeout_at(deadline, self.bus.inner.appended.notified()).await.is_err() {
+                break;
             }
-            let inner = self.bus.inner.clone();
-            let appended = inner.appended.notified();
-            self.fetch().await?;
-            if self.buffer.is_empty() {
-                let _ = tokio::time::timeout(IDLE_POLL, appended).await;
-            }
+            fresh = false;
         }
+        let n = self.buffer.len().min(max);
+        Ok(self.buffer.drain(..n).collect())
     }
 
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
-        let (g, t, p, next) = (self.group.clone(), self.topic.clone(), delivery.partition, delivery.offset + 1);
-        self.bus
-            .with(move |c| {
-                c.execute(
-                    "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
-                    params![g, t, p, next],
-                )
-                .map(|_| ())
-            })
-            .await
+        self.commit_offsets(vec![(delivery.partition, delivery.offset + 1)]).await
+    }
+
+    /// One request, one transaction (shared with whatever else the writer takes with it).
+    async fn commit_batch(&mut self, batch: &[Delivery]) -> Result<(), BusError> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for d in batch {
+            let e = next.entry(d.partition).or_insert(d.offset + 1);
+            *e = (*e).max(d.offset + 1);
+        }
+        self.commit_offsets(next.into_iter().collect()).await
     }
 
     /// Messages appended after the read position, plus those fetched but not handed out.
@@ -240,8 +471,8 @@ impl Subscription for EmbeddedSubscription {
         // One primary-key lookup per partition (the last offset), never a scan of the log.
         let heads: Vec<(i32, i64)> = self
             .bus
-            .with(move |c| {
-                let mut stmt = c.prepare_cached("SELECT COALESCE(MAX(offset) + 1, 0) FROM events WHERE topic = ?1 AND partition = ?2")?;
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(HEAD)?;
                 (0..partitions).map(|p| stmt.query_row(params![topic, p], |r| r.get(0)).map(|head| (p, head))).collect()
             })
             .await?;

@@ -115,7 +115,7 @@ pub type SharedBus = Arc<dyn EventBus>;
 
 /// Encodes a typed event and publishes it on its topic with its key.
 pub async fn publish_event<E: Event>(bus: &dyn EventBus, event: &E) -> Result<(), BusError> {
-    let payload = codec::encode(event)?;
+    let payload = codec::encode_event(event)?;
     bus.publish(E::TOPIC.as_str(), &event.key(), payload).await
 }
 
@@ -126,7 +126,7 @@ pub async fn publish_events<E: Event>(bus: &dyn EventBus, events: &[E]) -> Resul
     }
     let mut messages = Vec::with_capacity(events.len());
     for e in events {
-        messages.push((e.key(), codec::encode(e)?));
+        messages.push((e.key(), codec::encode_event(e)?));
     }
     bus.publish_batch(E::TOPIC.as_str(), messages).await
 }
