@@ -50,6 +50,16 @@ impl EventBus for MeteredBus {
         result
     }
 
+    async fn publish_batch(&self, topic: &str, messages: Vec<(String, Vec<u8>)>) -> Result<(), BusError> {
+        let started = std::time::Instant::now();
+        let n = messages.len() as u64;
+        let result = self.0.publish_batch(topic, messages).await;
+        let (produced, seconds) = &*PRODUCED;
+        produced.with_label_values(&[topic, if result.is_ok() { "ok" } else { "error" }]).inc_by(n);
+        seconds.with_label_values(&[topic]).observe(started.elapsed().as_secs_f64());
+        result
+    }
+
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
         self.0.subscribe(topic, group).await
     }

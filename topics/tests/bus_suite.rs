@@ -129,6 +129,187 @@ async fn lag_counts_what_is_not_read_yet(bus: Arc<dyn EventBus>, topic: String) 
     assert_eq!(seen, Some(1));
 }
 
+/// Takes batches until `n` deliveries arrived, failing after `secs`.
+async fn batches_until(sub: &mut Box<dyn Subscription>, n: usize, max: usize, secs: u64) -> Vec<Vec<Delivery>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut batches = Vec::new();
+    let mut seen = 0;
+    while seen < n {
+        let batch = tokio::time::timeout_at(deadline, sub.next_batch(max, Duration::from_millis(200)))
+            .await
+            .unwrap_or_else(|_| panic!("{n} deliveries in time, {seen} seen"))
+            .expect("a batch");
+        assert!(!batch.is_empty() && batch.len() <= max, "a batch of 1..={max}, not {}", batch.len());
+        seen += batch.len();
+        batches.push(batch);
+    }
+    assert_eq!(seen, n, "no more than was published");
+    batches
+}
+
+/// Nothing more arrives within `millis`.
+async fn nothing_more(sub: &mut Box<dyn Subscription>, millis: u64) {
+    if let Ok(more) = tokio::time::timeout(Duration::from_millis(millis), sub.next_batch(10, Duration::ZERO)).await {
+        panic!("unexpected deliveries: {:?}", more.map(|b| b.into_iter().map(|d| (d.partition, d.offset)).collect::<Vec<_>>()));
+    }
+}
+
+fn number(d: &Delivery) -> u32 {
+    u32::from_be_bytes(d.payload[..4].try_into().unwrap())
+}
+
+/// Within each partition offsets only grow; within each key payload numbers only grow.
+fn assert_ordered(deliveries: &[Delivery]) {
+    let mut last_offset: HashMap<i32, i64> = HashMap::new();
+    let mut last_number: HashMap<&str, u32> = HashMap::new();
+    for d in deliveries {
+        if let Some(prev) = last_offset.insert(d.partition, d.offset) {
+            assert!(d.offset > prev, "partition {} went from offset {prev} to {}", d.partition, d.offset);
+        }
+        if let Some(prev) = last_number.insert(&d.key, number(d)) {
+            assert!(number(d) > prev, "key {} went from {prev} to {}", d.key, number(d));
+        }
+    }
+}
+
+/// A batch holds several deliveries, never more than asked, each partition in order.
+async fn next_batch_takes_several_in_partition_order(bus: Arc<dyn EventBus>, topic: String) {
+    for i in 0..30u32 {
+        bus.publish(&topic, &format!("k{}", i % 6), i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    let mut sub = bus.subscribe(&topic, &unique("batch")).await.unwrap();
+    let batches = batches_until(&mut sub, 30, 8, 60).await;
+    assert!(batches.iter().any(|b| b.len() > 1), "batches of one only: {:?}", batches.iter().map(Vec::len).collect::<Vec<_>>());
+    let all: Vec<Delivery> = batches.into_iter().flatten().collect();
+    assert_ordered(&all);
+    let mut numbers: Vec<u32> = all.iter().map(number).collect();
+    numbers.sort();
+    assert_eq!(numbers, (0..30).collect::<Vec<_>>());
+    nothing_more(&mut sub, 500).await;
+}
+
+/// After `commit_batch`, the group's next consumer starts after the batch in every partition.
+async fn commit_batch_resumes_after_the_batch(bus: Arc<dyn EventBus>, topic: String) {
+    let group = unique("commit-batch");
+    for i in 0..24u32 {
+        bus.publish(&topic, &format!("k{}", i % 8), i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    let mut sub = bus.subscribe(&topic, &group).await.unwrap();
+    let mut handled = Vec::new();
+    for batch in batches_until(&mut sub, 12, 4, 60).await {
+        sub.commit_batch(&batch).await.unwrap();
+        handled.extend(batch);
+    }
+    drop(sub);
+
+    let mut sub = bus.subscribe(&topic, &group).await.unwrap();
+    let rest: Vec<Delivery> = batches_until(&mut sub, 12, 50, 60).await.into_iter().flatten().collect();
+    for d in &rest {
+        assert!(!handled.iter().any(|h| (h.partition, h.offset) == (d.partition, d.offset)), "committed {d:?} came back");
+    }
+    let mut numbers: Vec<u32> = handled.iter().chain(&rest).map(number).collect();
+    numbers.sort();
+    assert_eq!(numbers, (0..24).collect::<Vec<_>>());
+    nothing_more(&mut sub, 500).await;
+}
+
+/// A batch handed out but not committed is delivered again to the group's next consumer.
+async fn an_uncommitted_batch_is_redelivered(bus: Arc<dyn EventBus>, topic: String) {
+    let group = unique("uncommitted");
+    for i in 0..10u32 {
+        bus.publish(&topic, &format!("k{}", i % 4), i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    let mut sub = bus.subscribe(&topic, &group).await.unwrap();
+    let first = sub.next_batch(3, Duration::from_millis(200)).await.unwrap();
+    sub.commit_batch(&first).await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(30), sub.next_batch(3, Duration::from_millis(200)))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(sub); // crash before committing the second batch
+
+    let mut sub = bus.subscribe(&topic, &group).await.unwrap();
+    let again: Vec<Delivery> = batches_until(&mut sub, 10 - first.len(), 50, 60).await.into_iter().flatten().collect();
+    for d in &second {
+        assert!(again.contains(d), "uncommitted {d:?} not redelivered");
+    }
+    for d in &first {
+        assert!(!again.contains(d), "committed {d:?} redelivered");
+    }
+    assert_ordered(&again);
+}
+
+/// `publish_batch` returns once every message can be read, each key's messages in order.
+async fn publish_batch_is_durable_and_ordered_per_key(bus: Arc<dyn EventBus>, topic: String) {
+    let messages: Vec<(String, Vec<u8>)> = (0..60u32).map(|i| (format!("k{}", i % 5), i.to_be_bytes().to_vec())).collect();
+    bus.publish_batch(&topic, messages).await.unwrap();
+    bus.publish_batch(&topic, Vec::new()).await.unwrap();
+    let mut sub = bus.subscribe(&topic, &unique("publish-batch")).await.unwrap();
+    let all: Vec<Delivery> = batches_until(&mut sub, 60, 100, 60).await.into_iter().flatten().collect();
+    assert_ordered(&all);
+    let mut per_key: HashMap<&str, usize> = HashMap::new();
+    for d in &all {
+        *per_key.entry(&d.key).or_default() += 1;
+    }
+    assert_eq!(per_key.len(), 5);
+    assert!(per_key.values().all(|n| *n == 12));
+}
+
+/// Publishes made at once are all kept, with distinct, gapless offsets per partition.
+async fn concurrent_publishes_are_all_kept(bus: Arc<dyn EventBus>, topic: String) {
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let (bus, topic) = (bus.clone(), topic.clone());
+            tokio::spawn(async move { bus.publish(&topic, &format!("c{i}"), i.to_be_bytes().to_vec()).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let mut sub = bus.subscribe(&topic, &unique("concurrent")).await.unwrap();
+    let all: Vec<Delivery> = batches_until(&mut sub, 200, 64, 60).await.into_iter().flatten().collect();
+    let mut numbers: Vec<u32> = all.iter().map(number).collect();
+    numbers.sort();
+    assert_eq!(numbers, (0..200).collect::<Vec<_>>());
+    let mut offsets: HashMap<i32, Vec<i64>> = HashMap::new();
+    for d in &all {
+        offsets.entry(d.partition).or_default().push(d.offset);
+    }
+    assert!(offsets.len() > 1, "200 keys over several partitions");
+    for (partition, seen) in offsets {
+        assert_eq!(seen, (0..seen.len() as i64).collect::<Vec<_>>(), "partition {partition}");
+    }
+}
+
+/// Dropping `next_batch` while it waits, or while it lingers over deliveries it already
+/// has, loses nothing: every message still arrives, once, in order.
+async fn next_batch_is_cancel_safe(bus: Arc<dyn EventBus>, topic: String) {
+    let mut sub = bus.subscribe(&topic, &unique("cancel")).await.unwrap();
+    // Dropped while waiting on an empty topic.
+    for _ in 0..3 {
+        assert!(tokio::time::timeout(Duration::from_millis(300), sub.next_batch(100, Duration::from_secs(30))).await.is_err());
+    }
+    for i in 0..10u32 {
+        bus.publish(&topic, &format!("k{}", i % 3), i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    // Dropped while lingering (a batch of 100 with 30 s of linger never completes here).
+    for _ in 0..4 {
+        assert!(tokio::time::timeout(Duration::from_millis(1500), sub.next_batch(100, Duration::from_secs(30))).await.is_err());
+    }
+    let publisher = bus.clone();
+    let t = topic.clone();
+    tokio::spawn(async move {
+        for i in 10..20u32 {
+            publisher.publish(&t, &format!("k{}", i % 3), i.to_be_bytes().to_vec()).await.unwrap();
+        }
+    });
+    let all: Vec<Delivery> = batches_until(&mut sub, 20, 7, 60).await.into_iter().flatten().collect();
+    assert_ordered(&all);
+    let mut numbers: Vec<u32> = all.iter().map(number).collect();
+    numbers.sort();
+    assert_eq!(numbers, (0..20).collect::<Vec<_>>());
+}
+
 macro_rules! bus_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -139,6 +320,12 @@ macro_rules! bus_suite {
                 groups_are_independent,
                 a_waiting_consumer_sees_new_messages,
                 lag_counts_what_is_not_read_yet,
+                next_batch_takes_several_in_partition_order,
+                commit_batch_resumes_after_the_batch,
+                an_uncommitted_batch_is_redelivered,
+                publish_batch_is_durable_and_ordered_per_key,
+                concurrent_publishes_are_all_kept,
+                next_batch_is_cancel_safe,
             );
         }
     };
@@ -203,4 +390,53 @@ async fn the_embedded_log_survives_reopening() {
     let bus = EmbeddedBus::open(dir.path(), 2).unwrap();
     let mut sub = bus.subscribe("durable", "g").await.unwrap();
     assert_eq!(next_within(&mut sub, 5).await.payload, b"pending".to_vec());
+}
+
+/// Concurrent publishes and a batch (group-committed) are all in the file after reopening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_embedded_publishes_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(dir.path(), 4).unwrap());
+        let mut tasks: Vec<_> = (0..200u32)
+            .map(|i| {
+                let bus = bus.clone();
+                tokio::spawn(async move { bus.publish("many", &format!("c{i}"), i.to_be_bytes().to_vec()).await })
+            })
+            .collect();
+        let batch: Vec<(String, Vec<u8>)> = (200..250u32).map(|i| (format!("c{i}"), i.to_be_bytes().to_vec())).collect();
+        let publisher = bus.clone();
+        tasks.push(tokio::spawn(async move { publisher.publish_batch("many", batch).await }));
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+    let bus = EmbeddedBus::open(dir.path(), 4).unwrap();
+    let mut sub = bus.subscribe("many", "g").await.unwrap();
+    let all: Vec<Delivery> = batches_until(&mut sub, 250, 100, 10).await.into_iter().flatten().collect();
+    let mut numbers: Vec<u32> = all.iter().map(number).collect();
+    numbers.sort();
+    assert_eq!(numbers, (0..250).collect::<Vec<_>>());
+    nothing_more(&mut sub, 300).await;
+    // Appends continue after the offsets already in the file.
+    bus.publish("many", "c0", 250u32.to_be_bytes().to_vec()).await.unwrap();
+    let d = next_within(&mut sub, 5).await;
+    assert_eq!(number(&d), 250);
+    assert!(d.offset > all.iter().filter(|x| x.partition == d.partition).map(|x| x.offset).max().unwrap());
+}
+
+/// Another writer on the same file (not how the service runs) makes the cached next offset
+/// stale: that group fails as unavailable, and the next one reads the heads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_head_fails_one_group_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = EmbeddedBus::open(dir.path(), 1).unwrap();
+    let b = EmbeddedBus::open(dir.path(), 1).unwrap();
+    a.publish("t", "k", vec![0]).await.unwrap();
+    b.publish("t", "k", vec![1]).await.unwrap();
+    assert!(matches!(a.publish("t", "k", vec![2]).await, Err(hissaback_topics::BusError::Unavailable(_))));
+    a.publish("t", "k", vec![3]).await.unwrap();
+    let mut sub = a.subscribe("t", "g").await.unwrap();
+    let all: Vec<Delivery> = batches_until(&mut sub, 3, 10, 5).await.into_iter().flatten().collect();
+    assert_eq!(all.iter().map(|d| (d.offset, d.payload[0])).collect::<Vec<_>>(), vec![(0, 0), (1, 1), (2, 3)]);
 }

@@ -7,8 +7,8 @@
 //!
 //! Every write (appends and consumer-offset commits) goes to one writer thread that owns the
 //! write connection. It blocks for a first request, takes every other request already queued
-//! (up to [`GROUP_MAX`] messages), writes them all in one transaction and commits once, then
-//! answers each caller and wakes the consumers. With `synchronous=FULL` a commit is an fsync,
+//! (up to 4,096 messages), writes them all in one transaction and commits once, then answers
+//! each caller and wakes the consumers. With `synchronous=FULL` a commit is an fsync,
 //! and an fsync costs far more than an insert, so callers that arrive together share one: a
 //! publish still returns only once it is durable, but the cost of durability is paid per
 //! group, not per message (while one group is being synced the next one queues up). A failed
@@ -72,7 +72,7 @@ const FETCH: usize = 256;
 /// Longest wait between polls when nothing was notified.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// Most messages one group commit takes; more stay queued for the next group.
-pub const GROUP_MAX: usize = 4096;
+const GROUP_MAX: usize = 4096;
 
 type Reply = oneshot::Sender<Result<(), BusError>>;
 
@@ -308,8 +308,9 @@ impl EventBus for EmbeddedBus {
         let (t, g) = (topic.to_string(), group.to_string());
         let positions = self
             .read(move |c| {
-                let mut stmt =
-                    c.prepare_cached("SELECT next_offset FROM consumer_offsets WHERE grp = ?1 AND topic = ?2 AND partition = ?3")?;
+                let mut stmt = c.prepare_cached(
+                    "SELECT next_offset FROM consumer_offsets WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
+                )?;
                 let mut positions = Vec::with_capacity(partitions as usize);
                 for p in 0..partitions as i32 {
                     let committed: Option<i64> = stmt.query_row(params![g, t, p], |r| r.get(0)).optional()?;
@@ -430,21 +431,19 @@ impl Subscription for EmbeddedSubscription {
     /// timeout while idle, or while lingering) leaves them for the next one.
     async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<Delivery>, BusError> {
         let max = max.max(1);
-        let mut fresh = self.fill(max).await?;
+        let fetched = self.fill(max).await?;
         let deadline = tokio::time::Instant::now() + linger;
-        while self.buffer.len() < max {
-            if !fresh {
-                // Take what is ready now, then wait for appends while time remains.
-                let inner = self.bus.inner.clone();
-                let appended = inner.appended.notified();
-                self.fetch(max - self.buffer.len()).await?;
-                if self.buffer.len() >= max || tokio::time::timeout_at(deadline, appended).await.is_err() {
-                    break;
-                }
-            } else if linger.is_zero() || tokio::time::timeout_at(deadline, self.bus.inner.appended.notified()).await.is_err() {
+        let inner = self.bus.inner.clone();
+        // What else is ready now, then more as it is appended, while time remains.
+        while self.buffer.len() < max && !(fetched && linger.is_zero()) {
+            let appended = inner.appended.notified();
+            self.fetch(max - self.buffer.len()).await?;
+            if self.buffer.len() >= max || tokio::time::Instant::now() >= deadline {
                 break;
             }
-            fresh = false;
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                break;
+            }
         }
         let n = self.buffer.len().min(max);
         Ok(self.buffer.drain(..n).collect())

@@ -2,17 +2,27 @@
 //! the broker has it durably), consumer groups with auto-commit off, and commits of
 //! `offset + 1` made only when the consumer says its effect is stored. The rdkafka client
 //! types and settings live here and nowhere else.
+//!
+//! Batches: the producer lingers a few milliseconds and compresses (lz4) so concurrent
+//! publishes share produce requests; `publish_batch` enqueues every message in order and then
+//! awaits every delivery report. A consumer's `next_batch` takes the first message, then
+//! whatever else the client has fetched (the broker is asked with a short `fetch.wait.max.ms`)
+//! until the batch is full or its linger is over; `commit_batch` is one asynchronous commit
+//! of each partition's next offset. Committed offsets are also stored in the client, and a
+//! member whose partitions are revoked (a rebalance, or its close) commits them synchronously
+//! first, so the next owner starts after everything this member reported handled.
 
 use super::{BusError, Delivery, EventBus, Subscription};
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// Longest a publish may wait for the broker before failing.
@@ -36,7 +46,13 @@ impl KafkaBus {
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // Concurrent publishes share produce requests: a few milliseconds of linger, large
+            // batches, room for a burst in the client's queue, lz4 (built into librdkafka).
             .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "500000")
+            .set("compression.type", "lz4")
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(kafka_error)?;
@@ -86,18 +102,62 @@ impl EventBus for KafkaBus {
             .map_err(|(e, _)| kafka_error(e))
     }
 
+    /// Enqueues every message in order (waiting, in order, while the client's queue is
+    /// full), then awaits every delivery report.
+    async fn publish_batch(&self, topic: &str, messages: Vec<(String, Vec<u8>)>) -> Result<(), BusError> {
+        let name = self.name(topic);
+        let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
+        let mut reports: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
+        for (key, payload) in &messages {
+            let mut record = FutureRecord::to(&name).key(key.as_str()).payload(payload.as_slice());
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(report) => {
+                        reports.push(report);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => return Err(kafka_error(e)),
+                }
+            }
+        }
+        for report in reports {
+            match report.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(kafka_error(e)),
+                Err(_) => return Err(BusError::Unavailable("the Kafka producer dropped a delivery report".into())),
+            }
+        }
+        Ok(())
+    }
+
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let consumer: StreamConsumer<CommitOnRevoke> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}{}", self.prefix, group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .create()
+            // A fetch returns as soon as there is data, or after 10 ms: batches fill from
+            // what is there, not from waiting on the broker.
+            .set("fetch.wait.max.ms", "10")
+            .create_with_context(CommitOnRevoke)
             .map_err(kafka_error)?;
-        consumer.subscribe(&[&self.name(topic)]).map_err(kafka_error)?;
-        Ok(Box::new(KafkaSubscription { consumer: Some(consumer), topic: topic.to_string(), producer: self.producer.clone() }))
+        let name = self.name(topic);
+        consumer.subscribe(&[&name]).map_err(kafka_error)?;
+        Ok(Box::new(KafkaSubscription {
+            consumer: Some(consumer),
+            topic: topic.to_string(),
+            name,
+            producer: self.producer.clone(),
+            pending: VecDeque::new(),
+        }))
     }
 
     async fn ping(&self) -> Result<(), BusError> {
@@ -111,17 +171,67 @@ impl EventBus for KafkaBus {
     }
 }
 
+/// The consumers' context: before partitions are taken away (a rebalance, or the consumer's
+/// close), the offsets stored by `commit`/`commit_batch` are committed synchronously, so an
+/// asynchronous commit still in flight (or lost) does not make the next owner repeat work.
+struct CommitOnRevoke;
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            if revoked.count() == 0 {
+                return;
+            }
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "kafka: committing stored offsets on revoke failed"),
+            }
+        }
+    }
+}
+
 struct KafkaSubscription {
     /// Always `Some` until dropped (see `Drop`).
-    consumer: Option<StreamConsumer>,
+    consumer: Option<StreamConsumer<CommitOnRevoke>>,
+    /// Base topic name (what deliveries carry).
     topic: String,
+    /// Topic name on the broker (with the prefix).
+    name: String,
     /// The bus's producer, whose client answers watermark queries off the consumer's path.
     producer: FutureProducer,
+    /// Received but not handed out yet: a `next_batch` dropped while lingering leaves its
+    /// deliveries here for the next call.
+    pending: VecDeque<Delivery>,
 }
 
 impl KafkaSubscription {
-    fn consumer(&self) -> &StreamConsumer {
+    fn consumer(&self) -> &StreamConsumer<CommitOnRevoke> {
         self.consumer.as_ref().expect("present until drop")
+    }
+
+    /// Stores `offsets` (so a revoke commits them too) and commits them.
+    fn commit_offsets(&self, offsets: &TopicPartitionList, mode: CommitMode) -> Result<(), BusError> {
+        if offsets.count() == 0 {
+            return Ok(());
+        }
+        // Fails only for partitions no longer assigned, whose commit below fails too (or the
+        // next owner has them): the stored copy is a best effort.
+        if let Err(e) = self.consumer().store_offsets(offsets) {
+            tracing::debug!(error = %e, "kafka: storing offsets");
+        }
+        self.consumer().commit(offsets, mode).map_err(kafka_error)
+    }
+}
+
+fn delivery(topic: &str, msg: &BorrowedMessage<'_>) -> Delivery {
+    Delivery {
+        topic: topic.to_string(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+        payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
     }
 }
 
@@ -139,33 +249,64 @@ impl Drop for KafkaSubscription {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
+        if let Some(d) = self.pending.pop_front() {
+            return Ok(d);
+        }
         let msg = self.consumer().recv().await.map_err(kafka_error)?;
-        Ok(Delivery {
-            topic: self.topic.clone(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
-            payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        })
+        Ok(delivery(&self.topic, &msg))
+    }
+
+    /// `recv` is cancel-safe and what was received stays in `pending` until the batch is
+    /// returned, so dropping this future loses nothing.
+    async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<Delivery>, BusError> {
+        let max = max.max(1);
+        if self.pending.is_empty() {
+            let first = {
+                let msg = self.consumer().recv().await.map_err(kafka_error)?;
+                delivery(&self.topic, &msg)
+            };
+            self.pending.push_back(first);
+        }
+        let deadline = tokio::time::Instant::now() + linger;
+        while self.pending.len() < max {
+            let next = match tokio::time::timeout_at(deadline, self.consumer().recv()).await {
+                Ok(Ok(msg)) => delivery(&self.topic, &msg),
+                Ok(Err(e)) => {
+                    // Hand out what was received; a lasting error shows on the next call.
+                    tracing::warn!(error = %e, "kafka: receiving while filling a batch");
+                    break;
+                }
+                Err(_) => break,
+            };
+            self.pending.push_back(next);
+        }
+        let n = self.pending.len().min(max);
+        Ok(self.pending.drain(..n).collect())
     }
 
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
         let mut tpl = TopicPartitionList::new();
-        let name = self
-            .consumer()
-            .subscription()
-            .map_err(kafka_error)?
-            .elements()
-            .first()
-            .map(|e| e.topic().to_string())
-            .unwrap_or_default();
-        tpl.add_partition_offset(&name, delivery.partition, Offset::Offset(delivery.offset + 1))
+        tpl.add_partition_offset(&self.name, delivery.partition, Offset::Offset(delivery.offset + 1))
             .map_err(kafka_error)?;
-        self.consumer().commit(&tpl, CommitMode::Sync).map_err(kafka_error)
+        self.commit_offsets(&tpl, CommitMode::Sync)
+    }
+
+    /// One asynchronous commit request with each partition's next offset.
+    async fn commit_batch(&mut self, batch: &[Delivery]) -> Result<(), BusError> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for d in batch {
+            let e = next.entry(d.partition).or_insert(d.offset + 1);
+            *e = (*e).max(d.offset + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in next {
+            tpl.add_partition_offset(&self.name, partition, Offset::Offset(offset)).map_err(kafka_error)?;
+        }
+        self.commit_offsets(&tpl, CommitMode::Async)
     }
 
     /// High watermark (asked of the broker on a blocking thread) minus this member's read
-    /// position, over its assigned partitions.
+    /// position, over its assigned partitions, plus what was received but not handed out.
     async fn lag(&mut self) -> Result<Option<u64>, BusError> {
         let positions: Vec<(String, i32, i64)> = self
             .consumer()
@@ -182,8 +323,9 @@ impl Subscription for KafkaSubscription {
             return Ok(None);
         }
         let producer = self.producer.clone();
+        let pending = self.pending.len() as u64;
         tokio::task::spawn_blocking(move || {
-            let mut lag = 0u64;
+            let mut lag = pending;
             for (topic, partition, pos) in positions {
                 let (_, high) = rdkafka::producer::Producer::client(&producer).fetch_watermarks(&topic, partition, Duration::from_secs(2)).map_err(kafka_error)?;
                 lag += u64::try_from(high - pos).unwrap_or(0);
