@@ -1,10 +1,16 @@
-//! The command line: `hissaback serve`, `hissaback demo`, `hissaback migrate`.
+//! The command line: `hissaback serve`, `hissaback demo`, `hissaback migrate`, `hissaback
+//! ledger check`, and `hissaback dead-letters list|replay TOPIC` for the events a consumer
+//! parked (see `hissaback_actors::consumer`).
 
 use crate::configuration::{Settings, StoreBackend};
 use crate::startup::Application;
 use crate::{demo, store, telemetry};
 use clap::{Parser, Subcommand};
+use hissaback_actors::consumer::{DeadLetter, REPLAY_GROUP};
+use hissaback_topics::bus::{Delivery, EventBus, Subscription};
+use hissaback_topics::Topic;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "hissaback", version, about = "API-only affiliate and partner backend")]
@@ -29,12 +35,34 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Events parked on a topic's dead-letter topic (`<topic>.dead-letter`).
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum LedgerCommand {
     /// Check the ledger's invariants; exits 1 when any is broken.
     Check,
+}
+
+#[derive(Subcommand)]
+pub enum DeadLettersCommand {
+    /// Print every event parked for TOPIC: its place in the dead-letter topic, where it came
+    /// from, its key, the group that parked it, the error and when.
+    List {
+        /// Base topic name, e.g. `conversions`.
+        topic: String,
+    },
+    /// Publish the parked events of TOPIC not replayed yet back onto TOPIC (original key and
+    /// bytes, in order), remembering how far it got so a second replay does not publish them
+    /// again. Every consumer group of TOPIC sees them again; handlers are idempotent.
+    Replay {
+        /// Base topic name, e.g. `conversions`.
+        topic: String,
+    },
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -47,6 +75,8 @@ pub fn main() -> anyhow::Result<()> {
             Command::Demo => demo::run(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Ledger { command: LedgerCommand::Check } => ledger_check(settings).await,
+            Command::DeadLetters { command: DeadLettersCommand::List { topic } } => dead_letters_list(settings, &topic).await,
+            Command::DeadLetters { command: DeadLettersCommand::Replay { topic } } => dead_letters_replay(settings, &topic).await,
         }
     })
 }
@@ -89,4 +119,101 @@ async fn ledger_check(settings: Settings) -> anyhow::Result<()> {
         println!("ledger check: {checked} conversions, {} problems", problems.len());
         std::process::exit(1);
     }
+}
+
+/// `TOPIC` as given on the command line (a base name; `<topic>.dead-letter` is accepted too).
+fn parse_topic(name: &str) -> anyhow::Result<Topic> {
+    let base = name.strip_suffix(".dead-letter").unwrap_or(name);
+    Topic::ALL.into_iter().find(|t| t.as_str() == base).ok_or_else(|| {
+        let known: Vec<&str> = Topic::ALL.iter().map(|t| t.as_str()).collect();
+        anyhow::anyhow!("unknown topic `{name}`; topics: {}", known.join(", "))
+    })
+}
+
+/// How long to wait for a first message (a Kafka consumer joins its group first), then for
+/// each further batch, before taking the dead-letter topic as read to its end.
+fn read_waits(bus: &dyn EventBus) -> (Duration, Duration) {
+    match bus.backend() {
+        "kafka" => (Duration::from_secs(15), Duration::from_secs(3)),
+        _ => (Duration::from_secs(2), Duration::from_secs(1)),
+    }
+}
+
+/// The next batch of `sub`, or `None` at the end of the topic: nothing left to read (when
+/// the backend can tell) or nothing arrived within `wait`.
+async fn next_or_end(sub: &mut Box<dyn Subscription>, wait: Duration) -> anyhow::Result<Option<Vec<Delivery>>> {
+    if sub.lag().await? == Some(0) {
+        return Ok(None);
+    }
+    match tokio::time::timeout(wait, sub.next_batch(500, Duration::from_millis(5))).await {
+        Ok(batch) => Ok(Some(batch?)),
+        Err(_) => Ok(None),
+    }
+}
+
+async fn dead_letters_list(settings: Settings, topic: &str) -> anyhow::Result<()> {
+    let topic = parse_topic(topic)?;
+    let bus = crate::events::open(&settings)?;
+    let dead_letter = topic.dead_letter();
+    // A group of its own that never commits: listing changes nothing.
+    let group = format!("dead-letters.list.{}.{}", std::process::id(), chrono::Utc::now().timestamp_millis());
+    let mut sub = bus.subscribe(&dead_letter, &group).await?;
+    let (mut wait, then) = read_waits(bus.as_ref());
+    let mut count = 0u64;
+    while let Some(batch) = next_or_end(&mut sub, wait).await? {
+        wait = then;
+        for d in batch {
+            count += 1;
+            let at = format!("{dead_letter} {}/{}", d.partition, d.offset);
+            match DeadLetter::decode(&d.payload) {
+                Ok(p) => {
+                    let parked = chrono::DateTime::from_timestamp_millis(p.parked_at_ms)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                        .unwrap_or_else(|| p.parked_at_ms.to_string());
+                    println!(
+                        "{at}: {} {}/{} key={} group={} reason={} attempts={} parked={parked} error={}",
+                        p.topic,
+                        p.partition,
+                        p.offset,
+                        p.key,
+                        p.group,
+                        p.reason.as_str(),
+                        p.attempts,
+                        p.error.replace(['\n', '\r'], " ")
+                    );
+                }
+                Err(_) => println!("{at}: not an envelope ({} bytes, key={}); a replay publishes it as it is", d.payload.len(), d.key),
+            }
+        }
+    }
+    println!("{count} parked events in {dead_letter}");
+    Ok(())
+}
+
+async fn dead_letters_replay(settings: Settings, topic: &str) -> anyhow::Result<()> {
+    let topic = parse_topic(topic)?;
+    let bus = crate::events::open(&settings)?;
+    let dead_letter = topic.dead_letter();
+    // The group's committed position is how far this dead-letter topic has been replayed.
+    let mut sub = bus.subscribe(&dead_letter, REPLAY_GROUP).await?;
+    let (mut wait, then) = read_waits(bus.as_ref());
+    let mut replayed = 0usize;
+    while let Some(batch) = next_or_end(&mut sub, wait).await? {
+        wait = then;
+        let messages: Vec<(String, Vec<u8>)> = batch
+            .iter()
+            .map(|d| match DeadLetter::decode(&d.payload) {
+                Ok(p) => (p.key, p.payload),
+                // Parked before envelopes existed: the message itself.
+                Err(_) => (d.key.clone(), d.payload.clone()),
+            })
+            .collect();
+        let n = messages.len();
+        // Published before the commit: a crash in between replays these again (harmless).
+        bus.publish_batch(topic.as_str(), messages).await?;
+        sub.commit_batch(&batch).await?;
+        replayed += n;
+    }
+    println!("replayed {replayed} parked events from {dead_letter} onto {topic}");
+    Ok(())
 }

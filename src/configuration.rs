@@ -73,6 +73,9 @@ pub struct PayoutSettings {
     /// The payout endpoint of the `http` provider.
     pub http_url: String,
     pub timeout_ms: u64,
+    /// How long `POST /admin/v1/rewards/pay` waits for the payments it asked for to settle;
+    /// those still in flight then are answered as `pending` and settle later.
+    pub wait_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -88,6 +91,12 @@ pub struct PartnerSettings {
     pub offers_sync_interval: String,
     /// Each network's postback allowance.
     pub postback_rate_limit: RatePlanSettings,
+    /// Clicks kept in memory for the postback path (each about 300 bytes).
+    pub click_cache_capacity: u64,
+    /// A cached click is dropped after this long without a postback.
+    pub click_cache_idle_seconds: u64,
+    /// How long a network's postback token is trusted from memory.
+    pub network_cache_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -209,6 +218,24 @@ pub struct EventsSettings {
     pub backend: EventsBackend,
     /// Partitions of each embedded topic log.
     pub embedded_partitions: u32,
+    /// Most messages a stream consumer takes in one batch (handled partition by partition,
+    /// committed at once).
+    pub batch_max: usize,
+    /// How long a consumer waits for more messages once a batch has its first one.
+    pub batch_linger_ms: u64,
+    /// Delay before the first retry of a failing handler; it doubles with each retry.
+    pub handler_backoff_first_ms: u64,
+    /// Longest delay between handler retries (and between restarts of a crashed consumer).
+    pub handler_backoff_max_ms: u64,
+    /// Attempts on a failing batch slice, then on each of its events alone, before the event
+    /// that keeps failing is parked on `<topic>.dead-letter` (see `hissaback dead-letters`).
+    pub handler_max_attempts: u32,
+    /// Events parked in a row, with no success in between, after which a consumer stops
+    /// parking and retries instead: many failures in a row are an outage, not poison. 0: a
+    /// handler failure never parks an event.
+    pub max_dead_letters_in_a_row: u32,
+    /// `/readyz` answers 503 while a consumer has been on one batch for longer than this.
+    pub stuck_after_seconds: u64,
     pub kafka: KafkaSettings,
 }
 
@@ -362,6 +389,13 @@ impl Settings {
         }
         if self.events.embedded_partitions == 0 || self.events.kafka.partitions <= 0 || self.events.kafka.replication_factor <= 0 {
             return invalid("events partitions and replication_factor must be positive");
+        }
+        let e = &self.events;
+        if e.batch_max == 0 || e.handler_max_attempts == 0 || e.stuck_after_seconds == 0 {
+            return invalid("events.batch_max, handler_max_attempts and stuck_after_seconds must be at least 1");
+        }
+        if e.handler_backoff_first_ms == 0 || e.handler_backoff_max_ms < e.handler_backoff_first_ms {
+            return invalid("events.handler_backoff_first_ms must be positive and at most events.handler_backoff_max_ms");
         }
         if self.store.scylla.nodes.is_empty() {
             return invalid("store.scylla.nodes must name at least one node");

@@ -16,6 +16,8 @@ use crate::catalogue::actor::CatalogueFollower;
 use crate::catalogue::geoip::GeoIp;
 use crate::catalogue::Catalogue;
 use crate::partner::ledger::{LedgerWriter, PostbackProcessor, StoreCampaignSource};
+use crate::partner::lookups::{ClickCache, NetworkCache};
+use crate::partner::payouts::Payer;
 use hissaback_actors::campaigns::Campaigns;
 use hissaback_actors::rate_limit::{Limits, RateLimiter};
 use crate::partner::offers::OfferCatalogue;
@@ -26,7 +28,7 @@ use crate::webhooks::fanout::WebhookFanOut;
 use crate::webhooks::guard::Allowlist;
 use crate::webhooks::sender::Sender;
 use crate::webhooks::WebhookDispatcher;
-use hissaback_actors::consumer::{ConsumerActor, Stop};
+use hissaback_actors::consumer::{Backoff, ConsumerActor, ConsumerHealth, ConsumerOptions, Stop};
 use hissaback_actors::usage::{Usage, UsageRecorder};
 use hissaback_actors::{KeyUsage, KeyUsageRecorder};
 use secrecy::SecretString;
@@ -59,13 +61,18 @@ impl Application {
             .await
             .context("loading the catalogue")?;
         let metrics = Metrics::new();
-        let catalogue_follower = ConsumerActor::new(
+        // Every stream consumer reports its batches here; /readyz reads it.
+        let consumer_health = ConsumerHealth::new();
+        let consumer_options = consumer_options(&settings.events);
+        let catalogue_follower = ConsumerActor::one_by_one(
             "catalogue-follower",
             bus.clone(),
             format!("catalogue.{}", settings.server.instance_id),
             Arc::new(CatalogueFollower(catalogue.clone())),
             metrics.consumers.clone(),
         )
+        .with_options(consumer_options)
+        .with_health(consumer_health.clone())
         .start_supervised();
         let offers: Arc<OfferCatalogue> = Arc::new(
             OfferCatalogue::start(
@@ -96,14 +103,31 @@ impl Application {
             Arc::new(WebhookIntake { store: store.clone(), dispatcher: dispatcher.clone() }),
             metrics.consumers.clone(),
         )
+        .with_options(consumer_options)
+        .with_health(consumer_health.clone())
+        .start_supervised();
+        let clicks = ClickCache::new(settings.partner.click_cache_capacity, Duration::from_secs(settings.partner.click_cache_idle_seconds));
+        let networks = NetworkCache::new(Duration::from_secs(settings.partner.network_cache_seconds));
+        let payouts = crate::partner::payouts::from_settings(&settings.payouts)?;
+        let payer = ConsumerActor::new(
+            "payer",
+            bus.clone(),
+            "payer",
+            Arc::new(Payer { store: store.clone(), bus: bus.clone(), provider: payouts.clone() }),
+            metrics.consumers.clone(),
+        )
+        .with_options(consumer_options)
+        .with_health(consumer_health.clone())
         .start_supervised();
         let postback_processor = ConsumerActor::new(
             "postback-processor",
             bus.clone(),
             "postback-processor",
-            Arc::new(PostbackProcessor { store: store.clone(), bus: bus.clone() }),
+            Arc::new(PostbackProcessor { store: store.clone(), bus: bus.clone(), clicks: clicks.clone() }),
             metrics.consumers.clone(),
         )
+        .with_options(consumer_options)
+        .with_health(consumer_health.clone())
         .start_supervised();
         let campaigns = Campaigns::start(Arc::new(StoreCampaignSource(store.clone())));
         let ledger_writer = ConsumerActor::new(
@@ -113,6 +137,8 @@ impl Application {
             Arc::new(LedgerWriter { store: store.clone(), bus: bus.clone(), campaigns: campaigns.clone() }),
             metrics.consumers.clone(),
         )
+        .with_options(consumer_options)
+        .with_health(consumer_health.clone())
         .start_supervised();
         let offer_sync = match &settings.partner.offers_feed_url {
             Some(url) if !url.is_empty() => {
@@ -165,6 +191,8 @@ impl Application {
             Arc::new(WebhookFanOut { store: store.clone(), bus: bus.clone(), base_url: public_base_url.clone() }),
             metrics.consumers.clone(),
         )
+        .with_options(consumer_options)
+        .with_health(consumer_health.clone())
         .start_supervised();
         let state = web::Data::new(AppState {
             admin_token: settings.admin.token.clone(),
@@ -182,8 +210,11 @@ impl Application {
             webhook_allow,
             offers,
             campaigns,
-            payouts: crate::partner::payouts::from_settings(&settings.payouts)?,
+            payouts,
+            clicks,
+            networks,
             limits: limits.clone(),
+            consumer_health,
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -203,7 +234,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
     }
 
     pub fn port(&self) -> u16 {
@@ -231,6 +262,20 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How stream consumers batch, retry and park, from `[events]`.
+fn consumer_options(events: &crate::configuration::EventsSettings) -> ConsumerOptions {
+    ConsumerOptions {
+        batch_max: events.batch_max,
+        linger: Duration::from_millis(events.batch_linger_ms),
+        backoff: Backoff {
+            first: Duration::from_millis(events.handler_backoff_first_ms),
+            max: Duration::from_millis(events.handler_backoff_max_ms),
+        },
+        max_attempts: events.handler_max_attempts,
+        max_dead_letters_in_a_row: events.max_dead_letters_in_a_row,
     }
 }
 

@@ -34,6 +34,12 @@ pub struct AppState {
     pub campaigns: hissaback_actors::campaigns::Campaigns,
     /// How queued rewards are paid.
     pub payouts: Arc<dyn crate::partner::payouts::PayoutProvider>,
+    /// Clicks in memory for the postback path (shared with the postback processor).
+    pub clicks: crate::partner::lookups::ClickCache,
+    /// Networks by postback token, kept a short while.
+    pub networks: crate::partner::lookups::NetworkCache,
     /// Rate-limit buckets (per key, and failed authentications per address).
     pub limits: Arc<hissaback_actors::rate_limit::Limits>,
+    /// What every stream consumer reports about its batches (`/readyz` names stuck ones).
+    pub consumer_health: hissaback_actors::consumer::ConsumerHealth,
 }

@@ -1,32 +1,46 @@
 //! Metrics the actors maintain, registered once by the service into its registry.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Stream-consumer metrics (shared label names: `topic`, `group`, `actor`).
 #[derive(Clone)]
 pub struct ConsumerMetrics {
-    /// `hissaback_events_consumed_total{topic, group}`
+    /// `hissaback_events_consumed_total{topic, group}`: events applied (not parked) and committed
     pub consumed: IntCounterVec,
-    /// `hissaback_events_dead_lettered_total{topic, group}`
+    /// `hissaback_consumer_dead_letters_total{topic, group, reason}`: messages parked on
+    /// `<topic>.dead-letter` (`reason`: `undecodable`, `handler_failed`)
     pub dead_letters: IntCounterVec,
-    /// `hissaback_event_handler_errors_total{topic, group}`
+    /// `hissaback_event_handler_errors_total{topic, group}`: failed handler calls (a slice of
+    /// a batch or a single event), each retried or followed by parking
     pub handler_errors: IntCounterVec,
     /// `hissaback_actor_restarts_total{actor}`
     pub restarts: IntCounterVec,
     /// `hissaback_consumer_lag{topic, group}`: messages not read yet (this instance's share)
     pub lag: IntGaugeVec,
+    /// `hissaback_consumer_stuck_seconds{topic, group}`: how long the batch in hand has been
+    /// in progress (0 between batches; updated every second while busy)
+    pub stuck_seconds: GaugeVec,
 }
 
 impl ConsumerMetrics {
     pub fn new() -> Self {
         let counter = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
         Self {
-            consumed: counter("hissaback_events_consumed_total", "Events handled and committed", &["topic", "group"]),
-            dead_letters: counter("hissaback_events_dead_lettered_total", "Undecodable events moved to the dead-letter topic", &["topic", "group"]),
-            handler_errors: counter("hissaback_event_handler_errors_total", "Handler failures (each retried)", &["topic", "group"]),
+            consumed: counter("hissaback_events_consumed_total", "Events applied and committed", &["topic", "group"]),
+            dead_letters: counter(
+                "hissaback_consumer_dead_letters_total",
+                "Messages parked on the dead-letter topic, by reason",
+                &["topic", "group", "reason"],
+            ),
+            handler_errors: counter("hissaback_event_handler_errors_total", "Failed handler calls (each retried or followed by parking)", &["topic", "group"]),
             restarts: counter("hissaback_actor_restarts_total", "Actor restarts by their supervisor", &["actor"]),
             lag: IntGaugeVec::new(Opts::new("hissaback_consumer_lag", "Messages not read yet by a consumer group, on this instance's partitions"), &["topic", "group"])
                 .expect("valid metric"),
+            stuck_seconds: GaugeVec::new(
+                Opts::new("hissaback_consumer_stuck_seconds", "How long a consumer's current batch has been in progress (0 between batches)"),
+                &["topic", "group"],
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -35,7 +49,8 @@ impl ConsumerMetrics {
         for c in [&self.consumed, &self.dead_letters, &self.handler_errors, &self.restarts] {
             registry.register(Box::new(c.clone()))?;
         }
-        registry.register(Box::new(self.lag.clone()))
+        registry.register(Box::new(self.lag.clone()))?;
+        registry.register(Box::new(self.stuck_seconds.clone()))
     }
 }
 

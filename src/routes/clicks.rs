@@ -43,6 +43,7 @@ pub async fn redirect(state: web::Data<AppState>, req: HttpRequest, code: web::P
         at: Utc::now(),
     };
     state.store.put_click(&click).await?;
+    state.clicks.remember(click.clone());
     // Counted for `/v1/stats/campaigns` once the click is stored (batched by the recorder).
     state.usage.clicked(click.affiliate_id, click.campaign_id, click.at);
     let macros = Macros {

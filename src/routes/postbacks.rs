@@ -93,7 +93,7 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
     let token = p.get("token").map(|t| t.trim()).filter(|t| !t.is_empty());
     let found = match token {
         None => None,
-        Some(t) => state.store.network_by_token(t).await?,
+        Some(t) => state.networks.by_token(&state.store, t).await?,
     };
     let Some(network) = found else {
         // Wrong tokens count against the address like wrong API keys: no brute force.
@@ -127,7 +127,7 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
     let status = get("status").and_then(status);
     need("status", status.is_some(), "The status field is required: pending, approved, rejected or reversed.");
     let goal = get("goal").map(|g| g.chars().take(64).collect::<String>());
-    if errors.is_empty() && state.store.get_click(click_id).await?.is_none() {
+    if errors.is_empty() && state.clicks.get(&state.store, click_id).await?.is_none() {
         errors.insert("click_id".into(), vec!["The click id is unknown.".into()]);
     }
     let (Some(payout), Some(currency), Some(status), true) = (payout, currency, status, errors.is_empty()) else {

@@ -1,11 +1,12 @@
 //! `GET /v1/rewards/user?user_id=&tenant_id=` (scope `rewards.read`): the calling partner's
-//! rewards for one end user of one tenant, with totals per status and currency.
+//! rewards for one end user of one tenant, with totals per status and currency, what the
+//! user owes back after reversals of paid rewards (`owed`) and the resulting `balance`.
 
 use crate::auth::Authenticated;
 use crate::domain::Scope;
 use crate::error::{ApiError, FieldErrors};
 use crate::json;
-use crate::partner::ledger::{reward_totals, reward_view};
+use crate::partner::ledger::{owed_totals, reward_totals, reward_view};
 use crate::routes::products::QueryParams;
 use crate::state::AppState;
 use crate::store::RewardStatus;
@@ -36,14 +37,26 @@ pub async fn user_rewards(auth: Authenticated, state: web::Data<AppState>, req: 
     }
     let (user, tenant) = (q.one("user_id").unwrap_or_default(), q.one("tenant_id").unwrap_or_default());
     let rewards = state.store.rewards_of_user(auth.affiliate.id, tenant, user).await?;
-    // Pending, queued and paid, ordered by name (`paid`, `pending`, `queued`).
-    let totals: Map<String, Value> = reward_totals(&rewards)
+    // Pending, queued, paying and paid per currency; `owed` is what the user owes back
+    // after reversals of paid rewards (zero or negative), netted against their next rewards;
+    // `balance` = queued + paying + owed, what the next payments come to (can go negative).
+    let mut totals: BTreeMap<String, BTreeMap<String, i64>> = reward_totals(&rewards)
         .into_iter()
-        .filter(|(s, _)| matches!(s, RewardStatus::Pending | RewardStatus::Queued | RewardStatus::Paid))
-        .map(|(s, per)| (s.as_str(), per))
-        .collect::<BTreeMap<_, _>>()
+        .filter(|(s, _)| matches!(s, RewardStatus::Pending | RewardStatus::Queued | RewardStatus::Paying | RewardStatus::Paid))
+        .map(|(s, per)| (s.as_str().to_string(), per))
+        .collect();
+    let owed = owed_totals(&rewards);
+    let mut balance: BTreeMap<String, i64> = owed.clone();
+    for status in ["queued", "paying"] {
+        for (currency, amount) in &totals[status] {
+            *balance.entry(currency.clone()).or_default() += amount;
+        }
+    }
+    totals.insert("owed".into(), owed.into_iter().filter(|(_, m)| *m != 0).collect());
+    totals.insert("balance".into(), balance.into_iter().filter(|(c, m)| *m != 0 || totals["queued"].contains_key(c)).collect());
+    let totals: Map<String, Value> = totals
         .into_iter()
-        .map(|(k, per)| (k.to_string(), Value::Object(per.into_iter().map(|(c, m)| (c, json!(m as f64 / 100.0))).collect())))
+        .map(|(k, per)| (k, Value::Object(per.into_iter().map(|(c, m)| (c, json!(m as f64 / 100.0))).collect())))
         .collect();
     Ok(json::ok(json!({
         "user_id": user,

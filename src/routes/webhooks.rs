@@ -1,6 +1,7 @@
 //! Webhook management (seed "Webhooks"): `GET|POST /webhooks`, `DELETE /webhooks/{webhook}`
 //! under `/api/v1` (the seed's six events) and `/v1` (the same resource, plus
-//! `reward.queued` and `reward.paid`), all with scope `webhooks.manage`.
+//! `reward.queued`, `reward.paid`, `reward.rejected` and `reward.reversed`), all with scope
+//! `webhooks.manage`.
 //!
 //! Beyond the seed, as partners know them from Stripe or Svix: a webhook's recent delivery
 //! attempts (`GET /webhooks/{id}/deliveries`), a redelivery (`POST

@@ -11,6 +11,7 @@
 //! only for the statement itself.
 
 use super::{AuditEntry, ClickCell, UsageCell, UsageCounts, UsageResolution, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, ConversionRecord, LinkRecord, NetworkRecord, OfferRecord, PostingRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
+use super::WebhookChange;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use hissaback_actors::ports::KeyLastUsed;
@@ -190,6 +191,35 @@ impl EmbeddedStore {
             .await?;
         bodies.iter().map(|b| from_json(b)).collect()
     }
+}
+
+/// A conversion as its row: (id, affiliate, tenant, user, body).
+type ConversionRow = (i64, i64, String, String, String);
+
+fn conversion_row(c: &ConversionRecord) -> ConversionRow {
+    (c.id as i64, c.affiliate_id as i64, c.tenant_id.clone(), c.user_id.clone(), to_json(c))
+}
+
+fn write_conversion(conn: &Connection, (id, affiliate, tenant, user, body): &ConversionRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO conversions (id, affiliate_id, tenant_id, user_id, body) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET affiliate_id = excluded.affiliate_id, tenant_id = excluded.tenant_id,
+             user_id = excluded.user_id, body = excluded.body",
+    )?
+    .execute(params![id, affiliate, tenant, user, body])
+    .map(|_| ())
+}
+
+/// Writes postings by (conversion, leg): a replayed leg replaces itself.
+fn write_postings(conn: &Connection, rows: &[(i64, String, String)]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO postings (conversion_id, leg, body) VALUES (?1, ?2, ?3)
+         ON CONFLICT (conversion_id, leg) DO UPDATE SET body = excluded.body",
+    )?;
+    for (id, leg, body) in rows {
+        stmt.execute(params![id, leg, body])?;
+    }
+    Ok(())
 }
 
 fn sqlite_error(e: rusqlite::Error) -> StoreError {
@@ -602,15 +632,37 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
-        let (id, affiliate, tenant, user, body) = (c.id as i64, c.affiliate_id as i64, c.tenant_id.clone(), c.user_id.clone(), to_json(c));
-        self.with(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO conversions (id, affiliate_id, tenant_id, user_id, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET affiliate_id = excluded.affiliate_id, tenant_id = excluded.tenant_id,
-                     user_id = excluded.user_id, body = excluded.body",
-            )?
-            .execute(params![id, affiliate, tenant, user, body])
-            .map(|_| ())
+        let row = conversion_row(c);
+        self.with(move |conn| write_conversion(conn, &row)).await
+    }
+
+    async fn get_conversions(&self, ids: &[u64]) -> StoreResult<Vec<ConversionRecord>> {
+        let ids: Vec<i64> = ids.iter().map(|i| *i as i64).collect();
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE id = ?1")?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(body) = stmt.query_row(params![id], |r| r.get(0)).optional()? {
+                        out.push(body);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn write_ledger_batch(&self, postings: &[PostingRecord], conversions: &[ConversionRecord]) -> StoreResult<()> {
+        let legs: Vec<(i64, String, String)> = postings.iter().map(|p| (p.conversion_id as i64, p.leg.clone(), to_json(p))).collect();
+        let rows: Vec<ConversionRow> = conversions.iter().map(conversion_row).collect();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            write_postings(&tx, &legs)?;
+            for row in &rows {
+                write_conversion(&tx, row)?;
+            }
+            tx.commit()
         })
         .await
     }
@@ -660,15 +712,7 @@ impl Store for EmbeddedStore {
         let rows: Vec<(i64, String, String)> = postings.iter().map(|p| (p.conversion_id as i64, p.leg.clone(), to_json(p))).collect();
         self.with(move |c| {
             let tx = c.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO postings (conversion_id, leg, body) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (conversion_id, leg) DO UPDATE SET body = excluded.body",
-                )?;
-                for (id, leg, body) in &rows {
-                    stmt.execute(params![id, leg, body])?;
-                }
-            }
+            write_postings(&tx, &rows)?;
             tx.commit()
         })
         .await
@@ -825,6 +869,94 @@ impl Store for EmbeddedStore {
             })
             .await?;
         bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn get_deliveries(&self, keys: &[(u64, String)]) -> StoreResult<Vec<DeliveryRecord>> {
+        let keys: Vec<(i64, String)> = keys.iter().map(|(w, id)| (*w as i64, id.clone())).collect();
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM deliveries WHERE webhook_id = ?1 AND id = ?2")?;
+                let mut out = Vec::with_capacity(keys.len());
+                for (webhook, id) in keys {
+                    if let Some(body) = stmt.query_row(params![webhook, id], |r| r.get(0)).optional()? {
+                        out.push(body);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn put_deliveries(&self, deliveries: &[DeliveryRecord]) -> StoreResult<()> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(i64, String, i64, String)> = deliveries
+            .iter()
+            .map(|d| (d.webhook_id as i64, d.id.clone(), i64::from(d.state == DeliveryState::Pending), to_json(d)))
+            .collect();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO deliveries (webhook_id, id, pending, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (webhook_id, id) DO UPDATE SET pending = excluded.pending, body = excluded.body",
+                )?;
+                for (webhook, id, pending, body) in &rows {
+                    stmt.execute(params![webhook, id, pending, body])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn get_webhooks(&self, keys: &[(u64, u64)]) -> StoreResult<Vec<WebhookRecord>> {
+        let keys: Vec<(i64, i64)> = keys.iter().map(|(a, w)| (*a as i64, *w as i64)).collect();
+        let bodies: Vec<String> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached("SELECT body FROM webhooks WHERE id = ?1 AND affiliate_id = ?2")?;
+                let mut out = Vec::with_capacity(keys.len());
+                for (affiliate, id) in keys {
+                    if let Some(body) = stmt.query_row(params![id, affiliate], |r| r.get(0)).optional()? {
+                        out.push(body);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn update_webhook(&self, affiliate_id: u64, id: u64, change: WebhookChange) -> StoreResult<Option<WebhookRecord>> {
+        // Read, edit and write under one transaction (and the connection's lock): no other
+        // write of the row comes in between.
+        let (affiliate, id) = (affiliate_id as i64, id as i64);
+        let body: Option<String> = self
+            .with(move |c| {
+                let tx = c.transaction()?;
+                let Some(body) = tx
+                    .prepare_cached("SELECT body FROM webhooks WHERE id = ?1 AND affiliate_id = ?2")?
+                    .query_row(params![id, affiliate], |r| r.get::<_, String>(0))
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let mut webhook: WebhookRecord = match serde_json::from_str(&body) {
+                    Ok(w) => w,
+                    Err(e) => return Err(rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))),
+                };
+                if !change(&mut webhook) {
+                    return Ok(Some(body));
+                }
+                let body = to_json(&webhook);
+                tx.prepare_cached("UPDATE webhooks SET body = ?1 WHERE id = ?2")?.execute(params![body, id])?;
+                tx.commit()?;
+                Ok(Some(body))
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
     }
 }
 

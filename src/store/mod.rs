@@ -438,6 +438,57 @@ pub struct ConversionRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// The campaign's split, kept so later postbacks recompute the reward the same way
+    /// (absent in rows written before adjustments existed: the campaign registry's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<hissaback_actors::ledger::Split>,
+    /// A rejection or reversal that arrived while the payment was in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<RewardStatus>,
+    /// Part of the reward that recovered an earlier clawback of the user instead of cash.
+    #[serde(default)]
+    pub recovered_minor: i64,
+    /// What the user owes back for this conversion (reversed after payment).
+    #[serde(default)]
+    pub clawback_minor: i64,
+    /// The latest payment asked for and its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentRecord>,
+    /// The position (partition, offset) of the last `conversions` event applied: the writer
+    /// skips what it applied already when a batch is redelivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<(i32, i64)>,
+    /// Effects of the last write not known to be published yet (the outbox): republished
+    /// when the events that caused them are redelivered; consumers drop repeats by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<OutboxItem>,
+}
+
+/// One payment of a reward: which request started it and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub request_id: String,
+    pub requested_at: DateTime<Utc>,
+    /// `None` while the payment is in flight.
+    pub outcome: Option<PaymentOutcome>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum PaymentOutcome {
+    Paid { at: DateTime<Utc> },
+    Failed { error: String },
+}
+
+/// An effect derived from a state change, published by the same idempotent step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum OutboxItem {
+    /// A reward webhook event (`reward.queued` …) with the reward as it was then; `source`
+    /// is the causing event's position, from which job ids derive.
+    Reward { event: String, source: String, occurred_at_ms: i64, reward: serde_json::Value },
+    /// A payment for the payout provider.
+    Payout { request_id: String },
 }
 
 /// One leg of a double-entry posting; a conversion's legs for one event sum to zero.
@@ -564,6 +615,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes postings; a posting with the same (conversion, leg) is replaced, not added.
     async fn put_postings(&self, postings: &[PostingRecord]) -> StoreResult<()>;
     async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>>;
+    /// Several conversions by id (the ledger writer's read of a batch); unknown ids are left
+    /// out.
+    async fn get_conversions(&self, ids: &[u64]) -> StoreResult<Vec<ConversionRecord>>;
+    /// The ledger writer's write of a batch: the postings, then the conversions (legs first:
+    /// a crash in between replays the same legs). One transaction on the embedded store;
+    /// concurrent idempotent statements on ScyllaDB.
+    async fn write_ledger_batch(&self, postings: &[PostingRecord], conversions: &[ConversionRecord]) -> StoreResult<()>;
 
     // Partner stats.
     /// The partner's campaigns, by id.
@@ -592,7 +650,26 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, batch: &[AuditEntry], retention: std::time::Duration) -> StoreResult<()>;
     /// The newest audit rows of one affiliate (0: admin, networks, anonymous) on one UTC day.
     async fn audit_of(&self, affiliate_id: u64, day: NaiveDate, limit: usize) -> StoreResult<Vec<AuditEntry>>;
+
+    // Webhook deliveries in batches (the intake and the dispatcher's bookkeeping).
+    /// Several deliveries by `(webhook_id, delivery_id)`; unknown ones are left out.
+    async fn get_deliveries(&self, keys: &[(u64, String)]) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Inserts or replaces deliveries (and their pending index rows) like `put_delivery`, in
+    /// one transaction on the embedded store and as concurrent idempotent statements on
+    /// ScyllaDB.
+    async fn put_deliveries(&self, deliveries: &[DeliveryRecord]) -> StoreResult<()>;
+    /// Several webhooks by `(affiliate_id, webhook_id)`; unknown ones are left out.
+    async fn get_webhooks(&self, keys: &[(u64, u64)]) -> StoreResult<Vec<WebhookRecord>>;
+    /// Reads a webhook as stored now, lets `change` edit it and writes it back when `change`
+    /// says it changed something; answers the webhook as stored afterwards (`None`: gone, and
+    /// nothing is written). For a writer that owns some fields only (the dispatcher and an
+    /// endpoint's health): the other fields stay as stored, not as the caller last saw them.
+    /// Atomic on the embedded store; a read then a write on ScyllaDB.
+    async fn update_webhook(&self, affiliate_id: u64, id: u64, change: WebhookChange) -> StoreResult<Option<WebhookRecord>>;
 }
+
+/// An edit of a stored webhook for [`Store::update_webhook`]: true when it changed something.
+pub type WebhookChange = Box<dyn FnOnce(&mut WebhookRecord) -> bool + Send>;
 
 /// The store behind an `Arc`, as the rest of the service holds it.
 pub type SharedStore = Arc<dyn Store>;

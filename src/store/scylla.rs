@@ -16,6 +16,7 @@ use super::{
     AuditEntry, ClickCell, UsageCell, UsageCounts, UsageResolution, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, ConversionRecord, DeliveryRecord, LinkRecord, PostingRecord, NetworkRecord, OfferRecord, DeliveryState, ProductRecord,
     PromotionRecord, Sequence, Store, StoreError, StoreResult, WebhookRecord,
 };
+use super::WebhookChange;
 use crate::configuration::ScyllaSettings;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -239,7 +240,7 @@ impl ScyllaStore {
         let key = ((id(c.id) % i64::from(PENDING_SHARDS)) as i32, id(c.id));
         match c.status {
             Queued => self.write(&self.st.queued_put, key).await,
-            Paid | Rejected | Reversed => self.write(&self.st.queued_delete, key).await,
+            Paying | Paid | Rejected | Reversed => self.write(&self.st.queued_delete, key).await,
             Pending => Ok(()),
         }
     }
@@ -837,6 +838,20 @@ impl Store for ScyllaStore {
         self.docs(&self.st.posting_list, (id(conversion_id),)).await
     }
 
+    async fn get_conversions(&self, ids: &[u64]) -> StoreResult<Vec<ConversionRecord>> {
+        let reads = ids.iter().map(|cid| self.doc::<ConversionRecord>(&self.st.conversion_get, (id(*cid),)));
+        let found: Vec<Option<ConversionRecord>> = futures_util::future::join_all(reads).await.into_iter().collect::<StoreResult<_>>()?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn write_ledger_batch(&self, postings: &[PostingRecord], conversions: &[ConversionRecord]) -> StoreResult<()> {
+        // Legs first (all at once), then every conversion at once: each write is an
+        // idempotent upsert, and a crash in between replays the same legs.
+        self.put_postings(postings).await?;
+        let writes = conversions.iter().map(|c| self.put_conversion(c));
+        futures_util::future::join_all(writes).await.into_iter().collect()
+    }
+
     async fn campaigns_of(&self, affiliate_id: u64) -> StoreResult<Vec<CampaignRecord>> {
         self.docs(&self.st.campaign_list, (id(affiliate_id),)).await
     }
@@ -931,5 +946,45 @@ impl Store for ScyllaStore {
     async fn audit_of(&self, affiliate_id: u64, day: chrono::NaiveDate, limit: usize) -> StoreResult<Vec<AuditEntry>> {
         let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
         self.docs(&self.st.audit_list, (id(affiliate_id), day, limit)).await
+    }
+    async fn get_deliveries(&self, keys: &[(u64, String)]) -> StoreResult<Vec<DeliveryRecord>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(WRITE_CHUNK) {
+            let reads = chunk.iter().map(|(w, d)| self.doc::<DeliveryRecord>(&self.st.delivery_get, (id(*w), d.as_str())));
+            for found in futures_util::future::join_all(reads).await {
+                out.extend(found?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_deliveries(&self, deliveries: &[DeliveryRecord]) -> StoreResult<()> {
+        // Each delivery is an idempotent upsert of its row and its pending index row.
+        for chunk in deliveries.chunks(WRITE_CHUNK) {
+            let writes = chunk.iter().map(|d| self.put_delivery(d));
+            futures_util::future::join_all(writes).await.into_iter().collect::<StoreResult<()>>()?;
+        }
+        Ok(())
+    }
+
+    async fn get_webhooks(&self, keys: &[(u64, u64)]) -> StoreResult<Vec<WebhookRecord>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(WRITE_CHUNK) {
+            let reads = chunk.iter().map(|(a, w)| self.get_webhook(*a, *w));
+            for found in futures_util::future::join_all(reads).await {
+                out.extend(found?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn update_webhook(&self, affiliate_id: u64, webhook_id: u64, change: WebhookChange) -> StoreResult<Option<WebhookRecord>> {
+        // Not atomic here (that would take a lightweight transaction on every write of the
+        // row): the read is fresh, so only a write landing between the two is overwritten.
+        let Some(mut webhook) = self.get_webhook(affiliate_id, webhook_id).await? else { return Ok(None) };
+        if change(&mut webhook) {
+            self.put_webhook(&webhook).await?;
+        }
+        Ok(Some(webhook))
     }
 }

@@ -2,87 +2,184 @@
 //! cap so one slow or dead endpoint never delays the others, and the intake that turns
 //! `webhook-jobs` into stored, queued deliveries.
 //!
+//! # What it holds
+//!
+//! Every delivery it holds is kept whole (payload included), so an attempt costs no store
+//! read: queued in its endpoint's queue, in flight, or written. Webhooks are cached for
+//! [`WEBHOOK_TTL`]; the intake hands over the webhooks it read with each batch of new
+//! deliveries (so a rotated secret or a re-enabled endpoint signs the next events), and a
+//! manual redelivery drops the cached one.
+//!
+//! # Queues and caps
+//!
+//! Each endpoint (webhook) has its own queue, ordered by due time, and at most
+//! `per_endpoint_concurrency` attempts in flight; `ready` orders by their first due time the
+//! endpoints that have something queued and a free slot. An endpoint at its cap (a receiver
+//! that never answers, say) leaves `ready`, so its backlog costs nothing to skip, and it
+//! never takes more than its own slots of the global `max_concurrency`.
+//!
+//! # Bookkeeping in batches
+//!
+//! A finished attempt's record (the attempt appended, its state and next due time) waits in
+//! `unwritten` and is written with the others of its tick in one `put_deliveries`. Only once
+//! written is a delivery queued for its retry, or let go when done: what is sent is never
+//! ahead of what the store says by more than one attempt.
+//!
+//! # Owners and orphans
+//!
 //! At start the dispatcher reloads the pending deliveries it owns (`server.instance_id`), so a
 //! restarted instance carries on and, in a cluster, never sends another instance's retries
 //! twice. Every `sweep_every` it says it is alive (a heartbeat row) and adopts pending
 //! deliveries overdue by more than `orphan_grace` whose owner has been silent that long: the
 //! owner stopped or died, and without the sweep they would wait for its restart. A busy
-//! owner keeps its backlog. (An attempt re-reads the delivery and does nothing when it is no
-//! longer pending.)
+//! owner keeps its backlog.
 
-use super::sender::{Next, Sender};
+use super::sender::{Attempted, Sender};
 use crate::metrics::Metrics;
-use crate::store::{DeliveryRecord, DeliveryState, SharedStore};
+use crate::store::{DeliveryRecord, DeliveryState, SharedStore, StoreResult, WebhookRecord};
 use actix::prelude::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hissaback_actors::consumer::EventHandler;
+use hissaback_actors::consumer::BatchHandler;
 use hissaback_topics::events::WebhookJob;
 use hissaback_topics::Delivery;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How often the queue is looked at for due deliveries.
+/// How often the queues are looked at for due retries and finished attempts are written.
 const TICK: Duration = Duration::from_millis(50);
+/// Finished attempts written at once without waiting for the tick.
+const WRITE_AT: usize = 512;
+/// How long a webhook read from the store is used for retries before it is read again.
+const WEBHOOK_TTL: Duration = Duration::from_secs(5);
+/// When the store cannot be read for an attempt, it is tried again after this long.
+const STORE_RETRY: Duration = Duration::from_secs(5);
 
-/// A queued delivery: due time first, so the set is ordered by it.
-type Entry = (DateTime<Utc>, u64, u64, String); // (due, webhook_id, affiliate_id, delivery_id)
+/// A delivery's key: (webhook id, delivery id).
+type Key = (u64, String);
+
+/// A delivery held here: queued, in flight, or waiting for its record to be written.
+struct Held {
+    record: DeliveryRecord,
+    /// Set while queued: when it is due.
+    due: Option<DateTime<Utc>>,
+    /// A manual redelivery asked for while in flight or being written: queued again, at this
+    /// time, once its record is written.
+    rerun: Option<DateTime<Utc>>,
+}
+
+/// One endpoint's queue and attempts in flight.
+#[derive(Default)]
+struct Endpoint {
+    queue: BTreeSet<(DateTime<Utc>, String)>,
+    in_flight: usize,
+    /// Its entry in `Dispatcher::ready`, if any.
+    ready_at: Option<DateTime<Utc>>,
+}
+
+/// A webhook as last read or changed here (`None`: deleted).
+struct Cached {
+    webhook: Option<WebhookRecord>,
+    at: Instant,
+}
 
 pub struct Dispatcher {
     sender: Arc<Sender>,
     store: SharedStore,
-    queue: BTreeSet<Entry>,
-    /// Every delivery this dispatcher holds, queued or in flight: (webhook_id, delivery_id).
-    held: HashSet<(u64, String)>,
-    /// Deliveries asked for again while in flight (a manual redelivery): queued again, at
-    /// this time, once the attempt in flight ends.
-    rerun: HashMap<(u64, String), DateTime<Utc>>,
+    held: HashMap<Key, Held>,
+    endpoints: HashMap<u64, Endpoint>,
+    /// Endpoints with something queued and a free slot, by their first due time.
+    ready: BTreeSet<(DateTime<Utc>, u64)>,
+    webhooks: HashMap<u64, Cached>,
+    /// Finished attempts not yet written.
+    unwritten: Vec<DeliveryRecord>,
+    writing: bool,
+    queued: usize,
     /// This instance's `server.instance_id`: the owner of the deliveries it queues.
     instance_id: Arc<str>,
     sweep_every: Duration,
     orphan_grace: chrono::Duration,
     in_flight: usize,
-    per_endpoint: HashMap<u64, usize>,
     max_in_flight: usize,
     max_per_endpoint: usize,
     metrics: Metrics,
 }
 
-/// Queue a delivery for its next attempt.
+/// Queue a stored, pending delivery for its next attempt (a manual redelivery, a reload).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Schedule {
-    pub webhook_id: u64,
-    pub affiliate_id: u64,
-    pub delivery_id: String,
+    pub delivery: DeliveryRecord,
     pub due: DateTime<Utc>,
 }
 
+/// Queue new deliveries the intake stored, with the webhooks they go to as just read.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ScheduleNew {
+    pub deliveries: Vec<DeliveryRecord>,
+    pub webhooks: Vec<WebhookRecord>,
+}
+
 impl Dispatcher {
-    fn enqueue(&mut self, s: Schedule) {
-        let key = (s.webhook_id, s.delivery_id.clone());
-        if !self.held.insert(key) {
-            // Already held here: keep one copy, due at the earlier time (a manual redelivery
-            // of a delivery waiting for its retry goes now). One in flight is queued again
-            // when its attempt ends.
-            let queued = self.queue.iter().find(|e| e.1 == s.webhook_id && e.3 == s.delivery_id).cloned();
-            match queued {
-                Some(old) if s.due < old.0 => {
-                    self.queue.remove(&old);
-                    self.queue.insert((s.due, old.1, old.2, old.3));
+    fn set_depth(&self) {
+        self.metrics.webhook_queue_depth.set(self.queued as i64);
+    }
+
+    /// Puts the endpoint's entry in `ready` right after its queue or slots changed.
+    fn refresh_ready(&mut self, webhook_id: u64) {
+        let Some(ep) = self.endpoints.get_mut(&webhook_id) else { return };
+        if let Some(at) = ep.ready_at.take() {
+            self.ready.remove(&(at, webhook_id));
+        }
+        if ep.in_flight < self.max_per_endpoint {
+            if let Some((due, _)) = ep.queue.first() {
+                ep.ready_at = Some(*due);
+                self.ready.insert((*due, webhook_id));
+            }
+        }
+        if ep.queue.is_empty() && ep.in_flight == 0 {
+            self.endpoints.remove(&webhook_id);
+        }
+    }
+
+    fn push(&mut self, webhook_id: u64, id: String, due: DateTime<Utc>) {
+        self.endpoints.entry(webhook_id).or_default().queue.insert((due, id));
+        self.queued += 1;
+        self.refresh_ready(webhook_id);
+    }
+
+    /// Queues a delivery (`manual`: asked for by the affiliate, which wins over what is held).
+    fn enqueue(&mut self, d: DeliveryRecord, due: DateTime<Utc>, manual: bool) {
+        let key = (d.webhook_id, d.id.clone());
+        let Some(h) = self.held.get_mut(&key) else {
+            self.held.insert(key.clone(), Held { record: d, due: Some(due), rerun: None });
+            self.push(key.0, key.1, due);
+            return;
+        };
+        match h.due {
+            // Queued: keep one copy, due at the earlier time (a manual redelivery of a delivery
+            // waiting for its retry goes now), with the redelivery's record.
+            Some(old) => {
+                if manual {
+                    h.record = d;
                 }
-                Some(_) => {}
-                None => {
-                    let due = self.rerun.entry((s.webhook_id, s.delivery_id)).or_insert(s.due);
-                    *due = (*due).min(s.due);
+                if due < old {
+                    h.due = Some(due);
+                    if let Some(ep) = self.endpoints.get_mut(&key.0) {
+                        ep.queue.remove(&(old, key.1.clone()));
+                        ep.queue.insert((due, key.1));
+                    }
+                    self.refresh_ready(key.0);
                 }
             }
-            return;
+            // In flight or being written: a redelivery runs once that ends; anything else
+            // (a reload, an adoption) is the attempt under way.
+            None if manual => h.rerun = Some(h.rerun.map_or(due, |r| r.min(due))),
+            None => {}
         }
-        self.queue.insert((s.due, s.webhook_id, s.affiliate_id, s.delivery_id));
-        self.metrics.webhook_queue_depth.set(self.queue.len() as i64);
     }
 
     /// Queues every pending delivery not held here that `take` accepts.
@@ -90,68 +187,175 @@ impl Dispatcher {
         let now = Utc::now();
         let mut adopted = 0;
         for d in pending {
-            if self.held.contains(&(d.webhook_id, d.id.clone())) || !take(&d) {
+            if self.held.contains_key(&(d.webhook_id, d.id.clone())) || !take(&d) {
                 continue;
             }
             let due = d.next_attempt_at.unwrap_or(now);
-            self.enqueue(Schedule { webhook_id: d.webhook_id, affiliate_id: d.affiliate_id, delivery_id: d.id, due });
+            self.enqueue(d, due, false);
             adopted += 1;
         }
+        self.set_depth();
         adopted
+    }
+
+    /// The webhook to attempt with, if cached and fresh (`Some(None)`: known to be gone).
+    fn cached_webhook(&self, webhook_id: u64) -> Option<Option<WebhookRecord>> {
+        self.webhooks.get(&webhook_id).filter(|c| c.at.elapsed() < WEBHOOK_TTL).map(|c| c.webhook.clone())
+    }
+
+    /// Caches a webhook read elsewhere (the intake) unless the one held here is newer (an
+    /// endpoint transition this dispatcher wrote after that read).
+    fn offer_webhook(&mut self, w: WebhookRecord) {
+        let newer_here = self.webhooks.get(&w.id).and_then(|c| c.webhook.as_ref()).is_some_and(|mine| mine.updated_at > w.updated_at);
+        if !newer_here {
+            self.webhooks.insert(w.id, Cached { webhook: Some(w), at: Instant::now() });
+        }
     }
 
     /// Starts every due delivery the caps allow.
     fn dispatch_due(&mut self, ctx: &mut Context<Self>) {
         let now = Utc::now();
-        let mut skipped = Vec::new();
         while self.in_flight < self.max_in_flight {
-            let Some(first) = self.queue.first().cloned() else { break };
-            if first.0 > now {
+            let Some(&(due, webhook_id)) = self.ready.first() else { break };
+            if due > now {
                 break;
             }
-            self.queue.remove(&first);
-            let (_, webhook_id, affiliate_id, delivery_id) = first.clone();
-            let busy = self.per_endpoint.get(&webhook_id).copied().unwrap_or(0);
-            if busy >= self.max_per_endpoint {
-                skipped.push(first);
+            let Some(ep) = self.endpoints.get_mut(&webhook_id) else {
+                self.ready.remove(&(due, webhook_id));
                 continue;
-            }
-            self.in_flight += 1;
-            *self.per_endpoint.entry(webhook_id).or_default() += 1;
-            let sender = self.sender.clone();
-            let fut = async move {
-                let next = sender.attempt(webhook_id, affiliate_id, &delivery_id).await;
-                (webhook_id, affiliate_id, delivery_id, next)
             };
-            ctx.spawn(fut.into_actor(self).map(|(webhook_id, affiliate_id, delivery_id, next), act, _ctx| {
-                act.in_flight -= 1;
-                if let Some(n) = act.per_endpoint.get_mut(&webhook_id) {
-                    *n -= 1;
-                    if *n == 0 {
-                        act.per_endpoint.remove(&webhook_id);
-                    }
+            let Some((_, id)) = ep.queue.pop_first() else {
+                self.refresh_ready(webhook_id);
+                continue;
+            };
+            self.queued -= 1;
+            let key = (webhook_id, id);
+            let Some(h) = self.held.get_mut(&key) else {
+                self.refresh_ready(webhook_id);
+                continue;
+            };
+            h.due = None;
+            let record = h.record.clone();
+            ep.in_flight += 1;
+            self.in_flight += 1;
+            self.refresh_ready(webhook_id);
+            let cached = self.cached_webhook(webhook_id);
+            let (sender, store) = (self.sender.clone(), self.store.clone());
+            let attempt = async move {
+                let (webhook, fetched) = match cached {
+                    Some(w) => (w, false),
+                    None => (store.get_webhook(record.affiliate_id, record.webhook_id).await?, true),
+                };
+                let mut done = sender.attempt(webhook.as_ref(), record).await;
+                if fetched && done.webhook.is_none() {
+                    done.webhook = Some(webhook);
                 }
-                act.held.remove(&(webhook_id, delivery_id.clone()));
-                if let Some(due) = act.rerun.remove(&(webhook_id, delivery_id.clone())) {
-                    act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id: delivery_id.clone(), due });
-                }
-                match next {
-                    Ok(Next::RetryAt(due)) => act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id, due }),
-                    Ok(Next::Done) => {}
-                    Err(e) => {
-                        // The store failed: the delivery is still pending there; try again soon.
-                        tracing::warn!(error = %e, webhook = webhook_id, "webhook attempt could not be recorded; retrying");
-                        let due = Utc::now() + chrono::Duration::seconds(5);
-                        act.enqueue(Schedule { webhook_id, affiliate_id, delivery_id, due });
-                    }
+                StoreResult::Ok(done)
+            };
+            ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
+                act.finished(key, result);
+                act.dispatch_due(ctx);
+                if act.unwritten.len() >= WRITE_AT {
+                    act.write(ctx);
                 }
             }));
         }
-        for entry in skipped {
-            self.queue.insert(entry);
-        }
-        self.metrics.webhook_queue_depth.set(self.queue.len() as i64);
+        self.set_depth();
     }
+
+    /// An attempt ended: its slot is free, its record waits for the next write.
+    fn finished(&mut self, key: Key, result: StoreResult<Attempted>) {
+        self.in_flight -= 1;
+        if let Some(ep) = self.endpoints.get_mut(&key.0) {
+            ep.in_flight -= 1;
+        }
+        self.refresh_ready(key.0);
+        let Some(h) = self.held.get_mut(&key) else { return };
+        match result {
+            Ok(Attempted { delivery, webhook }) => {
+                if let Some(w) = webhook {
+                    self.webhooks.insert(key.0, Cached { webhook: w, at: Instant::now() });
+                }
+                h.record = delivery;
+                if let Some(due) = h.rerun.take() {
+                    redeliver(&mut h.record, due, &self.instance_id);
+                }
+                self.unwritten.push(h.record.clone());
+            }
+            Err(e) => {
+                // The webhook could not be read: nothing was sent and the store still has the
+                // delivery pending as held here; try again a little later.
+                tracing::warn!(error = %e, webhook = key.0, "webhook attempt could not read its endpoint; retrying");
+                let due = h.rerun.take().unwrap_or_else(|| Utc::now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default());
+                h.due = Some(due);
+                self.push(key.0, key.1, due);
+            }
+        }
+    }
+
+    /// Writes the finished attempts in one `put_deliveries` (one at a time), then queues the
+    /// retries and lets go of the deliveries that are done.
+    fn write(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.unwritten.is_empty() {
+            return;
+        }
+        self.writing = true;
+        let batch = std::mem::take(&mut self.unwritten);
+        let store = self.store.clone();
+        let fut = async move {
+            let result = store.put_deliveries(&batch).await;
+            (batch, result)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(batch, result), act, ctx| {
+            act.writing = false;
+            match result {
+                Ok(()) => {
+                    for d in batch {
+                        act.written(d);
+                    }
+                    act.dispatch_due(ctx);
+                }
+                Err(e) => {
+                    // Held until written: nothing is retried or let go before the store knows.
+                    tracing::warn!(error = %e, deliveries = batch.len(), "webhook attempts could not be recorded; retrying");
+                    let mut batch = batch;
+                    batch.append(&mut act.unwritten);
+                    act.unwritten = batch;
+                }
+            }
+        }));
+    }
+
+    /// A delivery's record is written: queue its retry, or let it go.
+    fn written(&mut self, d: DeliveryRecord) {
+        let key = (d.webhook_id, d.id.clone());
+        let Some(h) = self.held.get_mut(&key) else { return };
+        if let Some(due) = h.rerun.take() {
+            // Redelivery asked for while being written: write that too, then queue it.
+            redeliver(&mut h.record, due, &self.instance_id);
+            self.unwritten.push(h.record.clone());
+            return;
+        }
+        match (d.state, d.next_attempt_at) {
+            (DeliveryState::Pending, due) => {
+                let due = due.unwrap_or_else(Utc::now);
+                h.due = Some(due);
+                self.push(key.0, key.1, due);
+            }
+            _ => {
+                self.held.remove(&key);
+            }
+        }
+    }
+}
+
+/// What the redelivery route writes: pending, one manual attempt at `due`, owned here.
+fn redeliver(d: &mut DeliveryRecord, due: DateTime<Utc>, me: &str) {
+    d.state = DeliveryState::Pending;
+    d.manual = true;
+    d.next_attempt_at = Some(due);
+    d.owner = Some(me.to_string());
+    d.updated_at = Utc::now();
 }
 
 impl Actor for Dispatcher {
@@ -161,24 +365,29 @@ impl Actor for Dispatcher {
         // Deliveries that were pending when the service stopped carry on where they were.
         let store = self.store.clone();
         ctx.spawn(
-            async move { store.pending_deliveries().await }.into_actor(self).map(|pending, act, _ctx| match pending {
+            async move { store.pending_deliveries().await }.into_actor(self).map(|pending, act, ctx| match pending {
                 Ok(list) => {
                     // Its own (and owner-less old rows); other instances' wait for the sweep.
                     let me = act.instance_id.clone();
                     act.adopt(list, |d| d.owner.as_deref().is_none_or(|o| o == &*me));
+                    act.dispatch_due(ctx);
                 }
                 Err(e) => tracing::error!(error = %e, "could not reload pending webhook deliveries"),
             }),
         );
-        ctx.run_interval(TICK, |act, ctx| act.dispatch_due(ctx));
+        ctx.run_interval(TICK, |act, ctx| {
+            act.write(ctx);
+            act.dispatch_due(ctx);
+        });
         ctx.run_interval(self.sweep_every, |act, ctx| {
             let (store, me, grace) = (act.store.clone(), act.instance_id.clone(), act.orphan_grace);
-            ctx.spawn(sweep(store, me, grace).into_actor(act).map(|orphans, act, _ctx| match orphans {
+            ctx.spawn(sweep(store, me, grace).into_actor(act).map(|orphans, act, ctx| match orphans {
                 Ok(list) => {
                     let adopted = act.adopt(list, |_| true);
                     if adopted > 0 {
                         tracing::warn!(adopted, "adopted overdue webhook deliveries of a stopped instance");
                         act.metrics.webhook_orphans_adopted.inc_by(adopted as u64);
+                        act.dispatch_due(ctx);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not sweep pending webhook deliveries"),
@@ -195,7 +404,7 @@ fn heartbeat_key(instance: &str) -> String {
 /// One sweep: says this instance is alive, then takes over the pending deliveries overdue by
 /// more than `grace` whose owner has not said so for `grace` (it stopped or died; a busy but
 /// live owner keeps its deliveries). Taken deliveries are written with this instance as
-/// their owner before they are queued.
+/// their owner (one batch) before they are queued.
 async fn sweep(store: SharedStore, me: Arc<str>, grace: chrono::Duration) -> anyhow::Result<Vec<DeliveryRecord>> {
     let now = Utc::now();
     store.put_setting(&heartbeat_key(&me), &now.to_rfc3339()).await?;
@@ -224,21 +433,25 @@ async fn sweep(store: SharedStore, me: Arc<str>, grace: chrono::Duration) -> any
             continue;
         }
         d.owner = Some(me.to_string());
-        store.put_delivery(&d).await?;
         taken.push(d);
     }
+    store.put_deliveries(&taken).await?;
     Ok(taken)
 }
 
 impl Supervised for Dispatcher {
-    /// A restarted dispatcher forgets what it held (the attempts in flight were dropped with
-    /// the old context) and reloads its pending deliveries in `started`.
+    /// A restarted dispatcher forgets what it held (the attempts in flight and the unwritten
+    /// records were dropped with the old context; the store still has those deliveries
+    /// pending) and reloads its pending deliveries in `started`.
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.queue.clear();
         self.held.clear();
-        self.rerun.clear();
+        self.endpoints.clear();
+        self.ready.clear();
+        self.webhooks.clear();
+        self.unwritten.clear();
+        self.writing = false;
+        self.queued = 0;
         self.in_flight = 0;
-        self.per_endpoint.clear();
         self.metrics.webhook_queue_depth.set(0);
     }
 }
@@ -247,7 +460,28 @@ impl Handler<Schedule> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, msg: Schedule, ctx: &mut Self::Context) {
-        self.enqueue(msg);
+        let manual = msg.delivery.manual;
+        if manual {
+            // The affiliate may have rotated the secret or re-enabled the endpoint first.
+            self.webhooks.remove(&msg.delivery.webhook_id);
+        }
+        self.enqueue(msg.delivery, msg.due, manual);
+        self.dispatch_due(ctx);
+    }
+}
+
+impl Handler<ScheduleNew> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: ScheduleNew, ctx: &mut Self::Context) {
+        for w in msg.webhooks {
+            self.offer_webhook(w);
+        }
+        let now = Utc::now();
+        for d in msg.deliveries {
+            let due = d.next_attempt_at.unwrap_or(now);
+            self.enqueue(d, due, false);
+        }
         self.dispatch_due(ctx);
     }
 }
@@ -261,6 +495,7 @@ pub struct WebhookDispatcher {
 }
 
 impl WebhookDispatcher {
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         sender: Sender,
         store: SharedStore,
@@ -278,16 +513,19 @@ impl WebhookDispatcher {
         let addr = Supervisor::start(move |_| Dispatcher {
             sender: s,
             store,
-            queue: BTreeSet::new(),
-            held: HashSet::new(),
-            rerun: HashMap::new(),
+            held: HashMap::new(),
+            endpoints: HashMap::new(),
+            ready: BTreeSet::new(),
+            webhooks: HashMap::new(),
+            unwritten: Vec::new(),
+            writing: false,
+            queued: 0,
             instance_id: id,
             sweep_every,
             orphan_grace,
             in_flight: 0,
-            per_endpoint: HashMap::new(),
-            max_in_flight,
-            max_per_endpoint,
+            max_in_flight: max_in_flight.max(1),
+            max_per_endpoint: max_per_endpoint.max(1),
             metrics,
         });
         Self { addr, sender, instance_id }
@@ -298,14 +536,17 @@ impl WebhookDispatcher {
         &self.instance_id
     }
 
-    /// Queues a stored, pending delivery for its `next_attempt_at` (now when unset).
+    /// Queues a stored, pending delivery for its `next_attempt_at` (now when unset). A
+    /// manual one (a redelivery) is attempted with the webhook as stored now.
     pub fn schedule(&self, d: &DeliveryRecord) {
-        self.addr.do_send(Schedule {
-            webhook_id: d.webhook_id,
-            affiliate_id: d.affiliate_id,
-            delivery_id: d.id.clone(),
-            due: d.next_attempt_at.unwrap_or_else(Utc::now),
-        });
+        self.addr.do_send(Schedule { delivery: d.clone(), due: d.next_attempt_at.unwrap_or_else(Utc::now) });
+    }
+
+    /// Queues new, stored deliveries, with the webhooks they go to as just read.
+    pub fn schedule_new(&self, deliveries: Vec<DeliveryRecord>, webhooks: Vec<WebhookRecord>) {
+        if !deliveries.is_empty() {
+            self.addr.do_send(ScheduleNew { deliveries, webhooks });
+        }
     }
 
     /// When a new delivery's first attempt is due.
@@ -320,38 +561,58 @@ pub fn delivery_id(job: &WebhookJob) -> String {
     format!("msg_{:013}_{}", job.occurred_at_ms.max(0), &digest[..16])
 }
 
-/// Stores each job as a pending delivery (once) and queues it.
+/// Stores each job of a slice as a pending delivery (once) and queues them: one read of the
+/// slice's deliveries that exist already (a redelivered job, or the same job twice in the
+/// slice, is dropped: the delivery id derives from the job id, which is how a reward event is
+/// never sent twice), one read of their webhooks, one write of the new deliveries.
 pub struct WebhookIntake {
     pub store: SharedStore,
     pub dispatcher: WebhookDispatcher,
 }
 
 #[async_trait]
-impl EventHandler for WebhookIntake {
+impl BatchHandler for WebhookIntake {
     type Event = WebhookJob;
 
-    async fn handle(&self, job: WebhookJob, _delivery: &Delivery) -> anyhow::Result<()> {
-        let id = delivery_id(&job);
-        if self.store.get_delivery(job.webhook_id, &id).await?.is_some() {
-            return Ok(()); // a redelivered job: already stored and queued
-        }
+    async fn handle_batch(&self, batch: Vec<(WebhookJob, Delivery)>) -> anyhow::Result<()> {
+        let mut seen = HashSet::new();
+        let jobs: Vec<(String, WebhookJob)> = batch
+            .into_iter()
+            .filter_map(|(job, _)| {
+                let id = delivery_id(&job);
+                seen.insert((job.webhook_id, id.clone())).then_some((id, job))
+            })
+            .collect();
+        let keys: Vec<(u64, String)> = jobs.iter().map(|(id, job)| (job.webhook_id, id.clone())).collect();
+        let stored: HashSet<(u64, String)> = self.store.get_deliveries(&keys).await?.into_iter().map(|d| (d.webhook_id, d.id)).collect();
         let now = Utc::now();
-        let d = DeliveryRecord {
-            id,
-            webhook_id: job.webhook_id,
-            affiliate_id: job.affiliate_id,
-            event: job.event,
-            payload: job.payload_json,
-            state: DeliveryState::Pending,
-            attempts: vec![],
-            next_attempt_at: Some(self.dispatcher.first_due()),
-            created_at: now,
-            updated_at: now,
-            manual: false,
-            owner: Some(self.dispatcher.instance_id().to_string()),
-        };
-        self.store.put_delivery(&d).await?;
-        self.dispatcher.schedule(&d);
+        let owner = self.dispatcher.instance_id().to_string();
+        let fresh: Vec<DeliveryRecord> = jobs
+            .into_iter()
+            .filter(|(id, job)| !stored.contains(&(job.webhook_id, id.clone())))
+            .map(|(id, job)| DeliveryRecord {
+                id,
+                webhook_id: job.webhook_id,
+                affiliate_id: job.affiliate_id,
+                event: job.event,
+                payload: job.payload_json,
+                state: DeliveryState::Pending,
+                attempts: vec![],
+                next_attempt_at: Some(self.dispatcher.first_due()),
+                created_at: now,
+                updated_at: now,
+                manual: false,
+                owner: Some(owner.clone()),
+            })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let endpoints: Vec<(u64, u64)> =
+            fresh.iter().map(|d| (d.affiliate_id, d.webhook_id)).collect::<BTreeSet<_>>().into_iter().collect();
+        let webhooks = self.store.get_webhooks(&endpoints).await?;
+        self.store.put_deliveries(&fresh).await?;
+        self.dispatcher.schedule_new(fresh, webhooks);
         Ok(())
     }
 }

@@ -1,18 +1,19 @@
 //! Webhooks: what they may subscribe to, how deliveries are signed, the payloads of each
 //! event, and the delivery engine.
 //!
-//! Flow (each step durable before the previous one is acknowledged):
+//! Flow (each step durable before the previous one is acknowledged; consumers take batches,
+//! a partition's slice at a time):
 //!
 //! ```text
 //! product-changes ──▶ fanout (group webhook-fanout): payload per subscribed webhook
-//!                       └─▶ topic webhook-jobs (one job per webhook) ─ commit
-//! webhook-jobs ──▶ intake (group webhook-dispatch): delivery row (pending) in the store
-//!                       └─▶ dispatcher queue ─ commit
+//!                       └─▶ topic webhook-jobs (every job of the slice, one publish) ─ commit
+//! webhook-jobs ──▶ intake (group webhook-dispatch): new delivery rows (pending), one read
+//!                  and one write per slice; repeats dropped ─▶ dispatcher queue ─ commit
 //! dispatcher actor: due deliveries, at most `max_concurrency` in flight and
 //!   `per_endpoint_concurrency` per webhook, POST with the seed's and the Standard Webhooks
 //!   headers, retries on the schedule with jitter, failed after the last attempt, endpoint
-//!   disabled after failing for `disable_after_hours`; pending deliveries are reloaded from
-//!   the store at start.
+//!   disabled after failing for `disable_after_hours`; finished attempts written in batches
+//!   before a retry is queued; pending deliveries are reloaded from the store at start.
 //! ```
 
 pub mod dispatcher;
@@ -32,7 +33,7 @@ pub const AFFILIATE_EVENTS: [&str; 6] =
     ["product.published", "product.updated", "product.unpublished", "blog.published", "blog.unpublished", "promotion.created"];
 
 /// The events of the partner API (`/v1/webhooks`): the same plus the reward events.
-pub const PARTNER_EVENTS: [&str; 8] = [
+pub const PARTNER_EVENTS: [&str; 10] = [
     "product.published",
     "product.updated",
     "product.unpublished",
@@ -41,6 +42,8 @@ pub const PARTNER_EVENTS: [&str; 8] = [
     "promotion.created",
     "reward.queued",
     "reward.paid",
+    "reward.rejected",
+    "reward.reversed",
 ];
 
 /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` (Standard Webhooks), keyed with the

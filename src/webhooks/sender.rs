@@ -34,13 +34,14 @@ impl Resolve for GuardResolver {
     }
 }
 
-/// What the dispatcher does after an attempt.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Next {
-    /// Try again at this time.
-    RetryAt(DateTime<Utc>),
-    /// Nothing more to do (success, failure after the last attempt, or gone).
-    Done,
+/// What an attempt came to, for the dispatcher to write and act on.
+pub struct Attempted {
+    /// The delivery with the attempt appended and its state, `next_attempt_at` and `manual`
+    /// updated: pending with a due time (a retry), succeeded or failed.
+    pub delivery: DeliveryRecord,
+    /// The webhook as later attempts should see it, when the attempt changed it (an endpoint
+    /// that starts or stops failing, or is disabled); `Some(None)`: it is gone.
+    pub webhook: Option<Option<WebhookRecord>>,
 }
 
 pub struct Sender {
@@ -88,23 +89,31 @@ impl Sender {
         now + chrono::Duration::from_std(self.delay_before(0).unwrap_or_default()).unwrap_or_default()
     }
 
-    /// POSTs the delivery once and records the attempt.
-    pub async fn attempt(&self, webhook_id: u64, affiliate_id: u64, delivery_id: &str) -> anyhow::Result<Next> {
-        let Some(mut d) = self.store.get_delivery(webhook_id, delivery_id).await? else { return Ok(Next::Done) };
+    /// The store the sender writes endpoint transitions to (the dispatcher reads webhooks
+    /// it has not cached from it).
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// POSTs the delivery once to `webhook` (`None`: deleted) and answers the delivery with
+    /// the attempt recorded; writing it is the caller's (the dispatcher writes finished
+    /// attempts in batches). The webhook is written only when the endpoint's health changes
+    /// (it starts or stops failing, or is disabled): rare, and never per attempt.
+    pub async fn attempt(&self, webhook: Option<&WebhookRecord>, mut d: DeliveryRecord) -> Attempted {
         if d.state != DeliveryState::Pending {
-            return Ok(Next::Done);
+            return Attempted { delivery: d, webhook: None };
         }
         let now = Utc::now();
-        let webhook = match self.store.get_webhook(affiliate_id, webhook_id).await? {
+        let webhook = match webhook {
             Some(w) if w.disabled_at.is_none() => w,
             Some(w) => {
-                let why = format!("endpoint disabled: {}", w.disabled_reason.unwrap_or_default());
-                return self.give_up(&mut d, now, why).await;
+                let why = format!("endpoint disabled: {}", w.disabled_reason.clone().unwrap_or_default());
+                return self.give_up(d, now, why);
             }
-            None => return self.give_up(&mut d, now, "webhook deleted".into()).await,
+            None => return self.give_up(d, now, "webhook deleted".into()),
         };
         let started = Instant::now();
-        let outcome = self.post(&webhook, &d).await;
+        let outcome = self.post(webhook, &d).await;
         let latency = started.elapsed();
         let (status_code, error) = match &outcome {
             Ok((code, _)) if (200..300).contains(code) => (Some(*code), None),
@@ -131,28 +140,24 @@ impl Sender {
                 }
             }
         };
-        match &error {
-            None => self.endpoint_succeeded(webhook).await?,
-            Some(e) => self.endpoint_failed(webhook, e).await?,
-        }
+        let webhook = match &error {
+            None => self.endpoint_succeeded(webhook).await,
+            Some(e) => self.endpoint_failed(webhook, e).await,
+        };
         d.manual = false;
-        self.store.put_delivery(&d).await?;
         self.metrics.webhook_deliveries.with_label_values(&[&d.event, next]).inc();
         self.metrics.webhook_attempt_seconds.with_label_values(&[next]).observe(latency.as_secs_f64());
-        Ok(match d.next_attempt_at {
-            Some(at) if d.state == DeliveryState::Pending => Next::RetryAt(at),
-            _ => Next::Done,
-        })
+        Attempted { delivery: d, webhook }
     }
 
-    async fn give_up(&self, d: &mut DeliveryRecord, now: DateTime<Utc>, why: String) -> anyhow::Result<Next> {
+    fn give_up(&self, mut d: DeliveryRecord, now: DateTime<Utc>, why: String) -> Attempted {
         d.attempts.push(DeliveryAttempt { at: now, status_code: None, latency_ms: 0, error: Some(why) });
         d.state = DeliveryState::Failed;
         d.next_attempt_at = None;
         d.updated_at = now;
-        self.store.put_delivery(d).await?;
+        d.manual = false;
         self.metrics.webhook_deliveries.with_label_values(&[&d.event, "failed"]).inc();
-        Ok(Next::Done)
+        Attempted { delivery: d, webhook: None }
     }
 
     /// The HTTP exchange: status and the first bytes of the answer, or why there was none.
@@ -191,31 +196,65 @@ impl Sender {
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
-    async fn endpoint_succeeded(&self, mut w: WebhookRecord) -> anyhow::Result<()> {
-        if w.failing_since.is_some() {
-            w.failing_since = None;
-            w.updated_at = Utc::now();
-            self.store.put_webhook(&w).await?;
-        }
-        Ok(())
+    /// A success ends the endpoint's run of failures: written only when `webhook` (as the
+    /// dispatcher last saw it) was failing.
+    async fn endpoint_succeeded(&self, webhook: &WebhookRecord) -> Option<Option<WebhookRecord>> {
+        webhook.failing_since?;
+        let change = Box::new(|w: &mut WebhookRecord| {
+            let changed = w.failing_since.take().is_some();
+            if changed {
+                w.updated_at = Utc::now();
+            }
+            changed
+        });
+        self.update_health(webhook, change).await
     }
 
-    async fn endpoint_failed(&self, mut w: WebhookRecord, error: &str) -> anyhow::Result<()> {
+    /// A failure starts the endpoint's run of failures, or disables it once the run is
+    /// `disable_after` long: written only at those two transitions.
+    async fn endpoint_failed(&self, webhook: &WebhookRecord, error: &str) -> Option<Option<WebhookRecord>> {
         let now = Utc::now();
-        let since = *w.failing_since.get_or_insert(now);
-        if now - since >= self.disable_after {
-            w.disabled_at = Some(now);
-            w.disabled_reason = Some(format!(
-                "Deliveries failed for {} hours without a success (last error: {}).",
-                self.disable_after.num_hours(),
-                error.chars().take(200).collect::<String>()
-            ));
-            self.metrics.webhook_endpoints_disabled.inc();
-            tracing::warn!(webhook = w.id, "webhook endpoint disabled after failing too long");
+        let due_to_disable = webhook.failing_since.is_some_and(|since| now - since >= self.disable_after);
+        if webhook.failing_since.is_some() && !due_to_disable {
+            return None;
         }
-        w.updated_at = now;
-        self.store.put_webhook(&w).await?;
-        Ok(())
+        let (disable_after, error) = (self.disable_after, error.chars().take(200).collect::<String>());
+        let change = Box::new(move |w: &mut WebhookRecord| {
+            let started = w.failing_since.is_none();
+            let since = *w.failing_since.get_or_insert(now);
+            let disable = w.disabled_at.is_none() && now - since >= disable_after;
+            if disable {
+                w.disabled_at = Some(now);
+                w.disabled_reason =
+                    Some(format!("Deliveries failed for {} hours without a success (last error: {error}).", disable_after.num_hours()));
+            }
+            if started || disable {
+                w.updated_at = now;
+            }
+            started || disable
+        });
+        let updated = self.update_health(webhook, change).await;
+        if let Some(Some(w)) = &updated {
+            if w.disabled_at.is_some_and(|at| at == now) {
+                self.metrics.webhook_endpoints_disabled.inc();
+                tracing::warn!(webhook = w.id, "webhook endpoint disabled after failing too long");
+            }
+        }
+        updated
+    }
+
+    /// Applies a health change to the webhook as stored (the API may have rotated its secret
+    /// or re-enabled it meanwhile: those fields are not the dispatcher's to write back).
+    async fn update_health(&self, webhook: &WebhookRecord, change: crate::store::WebhookChange) -> Option<Option<WebhookRecord>> {
+        match self.store.update_webhook(webhook.affiliate_id, webhook.id, change).await {
+            Ok(stored) => Some(stored),
+            Err(e) => {
+                // The delivery's own record matters more; the transition is tried again at
+                // the endpoint's next attempt.
+                tracing::warn!(error = %e, webhook = webhook.id, "webhook endpoint health could not be recorded");
+                None
+            }
+        }
     }
 }
 

@@ -19,3 +19,4 @@ mod hardening;
 mod rate_limits;
 mod dashboards;
 mod usage_stats;
+mod ledger_integrity;

@@ -126,3 +126,29 @@ async fn openapi_document_describes_the_api() {
         assert!(paths.contains_key(path), "{path}");
     }
 }
+
+/// A stream consumer on one batch for longer than `events.stuck_after_seconds` makes the
+/// instance unready: 503 in the seeds' envelope, naming the consumer (not its error, which
+/// may name internals); ready again once the batch is done. The probe is the one every
+/// consumer of the app reports through (a real stuck consumer is not provoked black-box).
+#[actix_web::test]
+async fn readyz_is_503_while_a_consumer_is_stuck_and_names_it() {
+    let app = crate::helpers::spawn_app_with(|s| s.events.stuck_after_seconds = 1).await;
+    assert_eq!(app.get("/readyz").await.status, 200);
+    let health = &app.state.consumer_health;
+    assert!(health.statuses().iter().any(|s| s.name == "ledger"), "the app's consumers report to the registry");
+    let probe = health.register("test-consumer", "conversions", "test-group");
+    probe.batch_started();
+    probe.failed(&anyhow::anyhow!("secret internal detail"));
+    assert_eq!(app.get("/readyz").await.status, 200, "not stuck before the threshold");
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["success"], false, "{}", r.text);
+    assert_eq!(r.body["code"], "unavailable", "{}", r.text);
+    let message = r.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("test-consumer (topic conversions, group test-group)"), "{message}");
+    assert!(!r.text.contains("secret"), "{}", r.text);
+    probe.idle();
+    assert_eq!(app.get("/readyz").await.status, 200);
+}

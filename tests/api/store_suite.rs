@@ -556,6 +556,13 @@ pub async fn campaigns_and_conversions_are_listed_per_affiliate(store: SharedSto
         created_at: now,
         updated_at: now,
         paid_at: None,
+        split: None,
+        held: None,
+        recovered_minor: 0,
+        clawback_minor: 0,
+        payment: None,
+        applied: None,
+        outbox: vec![],
     };
     let base = a * 1_000_000;
     store.put_conversion(&conversion(base + 2, c2, RewardStatus::Pending)).await.unwrap();
@@ -576,6 +583,37 @@ pub async fn campaigns_and_conversions_are_listed_per_affiliate(store: SharedSto
     store.put_conversion(&conversion(base + 1, c1, RewardStatus::Paid)).await.unwrap();
     store.put_conversion(&conversion(base + 2, c2, RewardStatus::Reversed)).await.unwrap();
     assert!(queued(store.clone()).await.is_empty());
+
+    // The ledger writer's batch calls: several conversions read at once (unknown ids left
+    // out), legs and conversions written together, the conversion's new fields kept.
+    use hissaback::store::{OutboxItem, PaymentRecord, PostingRecord};
+    let mut paying = conversion(base + 3, c1, RewardStatus::Paying);
+    paying.split = Some(hissaback_actors::ledger::Split::Share(rust_decimal::Decimal::new(40, 0)));
+    paying.held = Some(RewardStatus::Reversed);
+    paying.payment = Some(PaymentRecord { request_id: "r1".into(), requested_at: now, outcome: None });
+    paying.applied = Some((2, 41));
+    paying.outbox = vec![OutboxItem::Payout { request_id: "r1".into() }];
+    let leg = |conversion_id: u64, leg: &str, amount_minor: i64| PostingRecord {
+        conversion_id,
+        leg: leg.into(),
+        account: leg.rsplit(':').next().unwrap().into(),
+        amount_minor,
+        currency: "USD".into(),
+        at: now,
+    };
+    let legs = vec![leg(base + 3, "approve:network_receivable", 1000), leg(base + 3, "approve:user_reward_payable", -400), leg(base + 3, "approve:platform_revenue", -600)];
+    store.write_ledger_batch(&legs, &[paying.clone(), conversion(base + 4, c2, RewardStatus::Pending)]).await.unwrap();
+    // Written twice (a redelivered batch): the same rows.
+    store.write_ledger_batch(&legs, &[paying.clone()]).await.unwrap();
+    let mut got = store.get_conversions(&[base + 4, base + 3, base + 999]).await.unwrap();
+    got.sort_by_key(|c| c.id);
+    assert_eq!(got.iter().map(|c| c.id).collect::<Vec<_>>(), vec![base + 3, base + 4]);
+    assert_eq!(got[0], paying);
+    let mut posted = store.postings_of(base + 3).await.unwrap();
+    posted.sort_by(|x, y| x.leg.cmp(&y.leg));
+    assert_eq!(posted.iter().map(|p| p.amount_minor).sum::<i64>(), 0);
+    assert_eq!(posted.len(), 3);
+    assert!(queued(store.clone()).await.is_empty(), "paying is not queued");
 }
 
 /// Instantiates every suite test for one backend; `$open` is an async expression giving

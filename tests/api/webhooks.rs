@@ -412,7 +412,7 @@ async fn webhook_creation_is_validated_with_field_errors() {
     blank.assert_invalid("event");
     blank.assert_invalid("url");
 
-    for event in ["order.created", "product.deleted", "PRODUCT.PUBLISHED", "reward.queued", "reward.paid"] {
+    for event in ["order.created", "product.deleted", "PRODUCT.PUBLISHED", "reward.queued", "reward.paid", "reward.reversed"] {
         let r = post(json!({"event": event, "url": "https://hooks.example.com/x"})).await;
         r.assert_invalid("event");
         assert!(r.body["errors"].get("url").is_none(), "only event is wrong: {}", r.text);
@@ -458,7 +458,7 @@ async fn the_partner_api_is_the_same_resource_with_the_reward_events() {
     let app = spawn_app_with(|_| {}).await;
     let p = app.partner(Some(&["webhooks.manage"])).await;
     let mut partner_events = SEED_EVENTS.to_vec();
-    partner_events.extend(["reward.queued", "reward.paid"]);
+    partner_events.extend(["reward.queued", "reward.paid", "reward.rejected", "reward.reversed"]);
 
     let empty = list(&app, "/v1", &p.key).await;
     assert_eq!(empty.status, 200, "{}", empty.text);
@@ -475,7 +475,7 @@ async fn the_partner_api_is_the_same_resource_with_the_reward_events() {
     let r = call(&app, Method::POST, "/v1/webhooks", Some(&p.key), Some(json!({"event": "reward.created", "url": "https://hooks.example.com/rewards"}))).await;
     r.assert_invalid("event");
     // /api/v1 still refuses the reward events.
-    for event in ["reward.queued", "reward.paid"] {
+    for event in ["reward.queued", "reward.paid", "reward.rejected", "reward.reversed"] {
         create(&app, &p.key, event, "https://hooks.example.com/other").await.assert_invalid("event");
     }
     // One resource: the same webhooks on both lists, each with its API's events.

@@ -1,6 +1,6 @@
 //! Messages the consumer actor handles.
 
-use super::{ConsumerActor, EventHandler};
+use super::{BatchHandler, ConsumerActor};
 use actix::prelude::*;
 
 /// Stops the consumer for good (shutdown); a supervisor does not restart a stopped-by-request
@@ -9,10 +9,13 @@ use actix::prelude::*;
 #[rtype(result = "()")]
 pub struct Stop;
 
-impl<H: EventHandler> Handler<Stop> for ConsumerActor<H> {
+impl<H: BatchHandler> Handler<Stop> for ConsumerActor<H> {
     type Result = ();
 
     fn handle(&mut self, _msg: Stop, ctx: &mut Self::Context) {
+        // A stopped consumer is not stuck: whatever batch it held is delivered again to
+        // whoever consumes the partition next.
+        self.probe.idle();
         ctx.stop();
     }
 }

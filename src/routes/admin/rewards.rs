@@ -1,5 +1,8 @@
 //! Admin: `POST /rewards/pay` pays queued rewards (all, or `reward_ids`) through the
-//! configured payout provider and queues `reward.paid` webhooks; `{paid, failed}`.
+//! configured payout provider: each becomes `paying`, is paid by the payer and settles
+//! `paid` (with its `reward.paid` webhook) or back to `queued`. The answer counts what
+//! settled within `payouts.wait_ms`: `{paid, failed, pending, provider}`; `pending` ones
+//! settle later.
 
 use crate::auth::Admin;
 use crate::error::ApiError;
@@ -23,11 +26,10 @@ pub struct PayRewards {
 
 /// Pays queued rewards.
 #[utoipa::path(post, path = "/admin/v1/rewards/pay", tag = "admin", request_body = PayRewards,
-    responses((status = 200, description = "{paid: n}")), security(("admin" = [])))]
+    responses((status = 200, description = "{paid, failed, pending, provider}: what settled within the wait, and what is still in flight")), security(("admin" = [])))]
 pub async fn pay(_admin: Admin, state: web::Data<AppState>, body: JsonBody<PayRewards>) -> Result<HttpResponse, ApiError> {
     let ids = body.into_inner().reward_ids;
-    let (paid, failed) = crate::partner::ledger::pay(&state.store, &state.bus, state.payouts.as_ref(), ids.as_deref())
-        .await
-        .map_err(ApiError::unavailable)?;
-    Ok(json::ok(serde_json::json!({ "paid": paid, "failed": failed, "provider": state.payouts.name() })))
+    let wait = std::time::Duration::from_millis(state.settings.payouts.wait_ms);
+    let s = crate::partner::ledger::request_payment(&state.store, &state.bus, ids.as_deref(), wait).await.map_err(ApiError::unavailable)?;
+    Ok(json::ok(serde_json::json!({ "paid": s.paid, "failed": s.failed, "pending": s.pending, "provider": state.payouts.name() })))
 }
