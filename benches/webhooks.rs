@@ -1,48 +1,42 @@
-//! Webhook fan-out: 10,000 `product.updated` events through the real pipeline
-//! (product-changes → fan-out → webhook-jobs → intake → dispatcher → HTTP) to a receiver on
-//! 127.0.0.1, on the embedded backends. Prints deliveries per second and the p50/p99 delay
-//! from event to delivery, beside the ceiling: the same number of POSTs sent straight to the
-//! receiver with the same concurrency.
+//! Webhook delivery through the real pipeline (product-changes → fan-out → webhook-jobs →
+//! intake → dispatcher → HTTP) to receivers on 127.0.0.1, on the embedded backends with the
+//! default webhook settings (64 in flight, 4 per endpoint, 15 s timeout). One run prints,
+//! side by side:
 //!
-//! `cargo bench --bench webhooks` (EVENTS=2000 for a shorter run).
+//! - the ceiling: the same number of POSTs sent straight to the receiver, as many at a time
+//!   as the dispatcher may have in flight to those webhooks;
+//! - (a) deliveries per second of a burst of `EVENTS` `product.updated` events, each to
+//!   `WEBHOOKS` subscribed webhooks (target >= 5,000/s);
+//! - (b) the p50/p99 delay from event to delivery with events produced at half of (a)'s rate
+//!   for `PACED_SECONDS` (target p99 <= 1 s);
+//! - (c) (a) again with one more webhook whose receiver accepts connections and never
+//!   answers: the healthy webhooks' deliveries per second, and its ratio to (a) (target
+//!   >= 0.9).
+//!
+//! Each case runs in an app of its own (its own actix system on its own thread, its own data
+//! directory), ended before the next starts.
+//!
+//! `cargo bench --bench webhooks` (`EVENTS`, default 2000; `WEBHOOKS`, default 8;
+//! `PACED_SECONDS`, default 10). Not run by scripts/test.sh.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use hissaback::configuration::Settings;
 use hissaback::startup::Application;
-use hissaback_topics::bus::publish_event;
+use hissaback_topics::bus::publish_events;
 use hissaback_topics::events::{ContentChange, ProductChanged};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "bench-admin-token-0123456789";
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Receiver: records (delay from `occurred_at` to arrival in ms) per delivery.
-async fn receiver(delays: Arc<Mutex<Vec<i64>>>) -> String {
-    let server = HttpServer::new(move || {
-        let delays = delays.clone();
-        App::new().default_service(web::to(move |body: web::Bytes| {
-            let delays = delays.clone();
-            async move {
-                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                    if let Some(at) = v["occurred_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
-                        delays.lock().unwrap().push(now_ms() - at.timestamp_millis());
-                    }
-                }
-                HttpResponse::Ok().finish()
-            }
-        }))
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    format!("http://{addr}/hook")
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -52,67 +46,209 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn pipeline(events: usize, concurrency: usize) -> (f64, i64, i64) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings::load(Some(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configuration/defaults.toml"))).unwrap();
-    s.server.listen = "127.0.0.1:0".into();
-    s.store.data_dir = dir.path().to_path_buf();
-    s.admin.token = Some(ADMIN.to_string().into());
-    s.webhooks.allow = vec!["127.0.0.1".into()];
-    s.webhooks.max_concurrency = concurrency;
-    s.webhooks.per_endpoint_concurrency = concurrency;
-    let app = Application::build(s).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    actix_web::rt::spawn(app.run_until_stopped());
-
-    let delays = Arc::new(Mutex::new(Vec::with_capacity(events)));
-    let url = receiver(delays.clone()).await;
-    let http = reqwest::Client::new();
-    let admin = |path: &str, body: Value| http.post(format!("{base}/admin/v1{path}")).bearer_auth(ADMIN).json(&body).send();
-    let a: Value = admin("/affiliates", json!({"name": "Bench", "email": "b@example.test"})).await.unwrap().json().await.unwrap();
-    let aid = a["data"]["affiliate"]["id"].as_u64().unwrap();
-    let k: Value = admin(&format!("/affiliates/{aid}/keys"), json!({})).await.unwrap().json().await.unwrap();
-    let key = k["data"]["key"]["key"].as_str().unwrap().to_string();
-    let w = http.post(format!("{base}/api/v1/webhooks")).bearer_auth(&key).json(&json!({"event": "product.updated", "url": url})).send().await.unwrap();
-    assert_eq!(w.status(), 201);
-    let p: Value = admin("/products", json!({"title": "Bench", "slug": "bench", "price": 10, "type": "App\\Models\\Course", "published": false}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let product_id = p["data"]["product"]["id"].as_u64().unwrap();
-
-    let started = Instant::now();
-    for _ in 0..events {
-        let e = ProductChanged { change: ContentChange::ProductUpdated { product_id }, occurred_at_ms: now_ms() };
-        publish_event(state.bus.as_ref(), &e).await.unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while delays.lock().unwrap().len() < events && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut d = delays.lock().unwrap().clone();
-    assert_eq!(d.len(), events, "every event delivered");
-    d.sort_unstable();
-    (events as f64 / elapsed, percentile(&d, 0.5), percentile(&d, 0.99))
+/// What a receiver saw: deliveries counted, and the delay from `occurred_at` to arrival (ms)
+/// of each while `recording`.
+#[derive(Default)]
+struct Seen {
+    count: AtomicUsize,
+    recording: std::sync::atomic::AtomicBool,
+    delays: Mutex<Vec<i64>>,
 }
 
-/// The ceiling: the same POSTs sent straight to a receiver, `concurrency` at a time.
-async fn direct(events: usize, concurrency: usize) -> f64 {
-    let delays = Arc::new(Mutex::new(Vec::new()));
-    let url = receiver(delays.clone()).await;
+impl Seen {
+    fn start_recording(&self) {
+        self.delays.lock().unwrap().clear();
+        self.recording.store(true, Ordering::SeqCst);
+    }
+
+    fn delays(&self) -> Vec<i64> {
+        self.recording.store(false, Ordering::SeqCst);
+        let mut d = std::mem::take(&mut *self.delays.lock().unwrap());
+        d.sort_unstable();
+        d
+    }
+
+    async fn wait_for(&self, n: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.count.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "{what}: {} of {n} deliveries arrived", self.count.load(Ordering::SeqCst));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A receiver answering 200 at once; its base URL.
+async fn receiver(seen: Arc<Seen>) -> String {
+    let server = HttpServer::new(move || {
+        let seen = seen.clone();
+        App::new().default_service(web::to(move |body: web::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let at = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["occurred_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()));
+                if seen.recording.load(Ordering::Relaxed) {
+                    if let Some(at) = at {
+                        seen.delays.lock().unwrap().push(now_ms() - at.timestamp_millis());
+                    }
+                }
+                seen.count.fetch_add(1, Ordering::SeqCst);
+                HttpResponse::Ok().finish()
+            }
+        }))
+    })
+    .workers(2)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    format!("http://{addr}")
+}
+
+/// A receiver that accepts connections and never answers (nor closes them); its base URL.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    actix_web::rt::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::load(Some(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configuration/defaults.toml"))).unwrap();
+    s.server.listen = "127.0.0.1:0".into();
+    s.store.data_dir = dir.to_path_buf();
+    s.admin.token = Some(ADMIN.to_string().into());
+    s.webhooks.allow = vec!["127.0.0.1".into()];
+    s
+}
+
+/// How many POSTs the dispatcher may have in flight to `webhooks` endpoints.
+fn concurrency(s: &Settings, webhooks: usize) -> usize {
+    s.webhooks.max_concurrency.min(s.webhooks.per_endpoint_concurrency * webhooks)
+}
+
+/// Runs `case` in an actix system of its own on a thread of its own: leaving it ends the
+/// app's actors too.
+fn isolated<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(case: impl FnOnce() -> F + Send + 'static) -> T {
+    std::thread::spawn(move || actix_web::rt::System::new().block_on(case())).join().expect("the case ran")
+}
+
+/// An app on fresh embedded backends with `healthy` webhooks subscribed to `product.updated`
+/// (and one more to a receiver that never answers when `dead`), warmed up.
+struct Bench {
+    app: actix_web::dev::ServerHandle,
+    state: actix_web::web::Data<hissaback::state::AppState>,
+    seen: Arc<Seen>,
+    product_id: u64,
+    healthy: usize,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start(healthy: usize, dead: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let app = Application::build(settings(dir.path())).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        let handle = app.handle();
+        actix_web::rt::spawn(app.run_until_stopped());
+
+        let seen = Arc::new(Seen::default());
+        let url = receiver(seen.clone()).await;
+        let http = reqwest::Client::new();
+        let admin = |path: &str, body: Value| http.post(format!("{base}/admin/v1{path}")).bearer_auth(ADMIN).json(&body).send();
+        let a: Value = admin("/affiliates", json!({"name": "Bench", "email": "b@example.test"})).await.unwrap().json().await.unwrap();
+        let aid = a["data"]["affiliate"]["id"].as_u64().unwrap();
+        let k: Value = admin(&format!("/affiliates/{aid}/keys"), json!({})).await.unwrap().json().await.unwrap();
+        let key = k["data"]["key"]["key"].as_str().unwrap().to_string();
+        let mut urls: Vec<String> = (0..healthy).map(|i| format!("{url}/hook{i}")).collect();
+        if dead {
+            urls.push(format!("{}/never", black_hole().await));
+        }
+        for u in urls {
+            let w = http.post(format!("{base}/api/v1/webhooks")).bearer_auth(&key).json(&json!({"event": "product.updated", "url": u})).send().await.unwrap();
+            assert_eq!(w.status(), 201);
+        }
+        let p: Value = admin("/products", json!({"title": "Bench", "slug": "bench", "price": 10, "type": "App\\Models\\Course", "published": false}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let product_id = p["data"]["product"]["id"].as_u64().unwrap();
+        let bench = Bench { app: handle, state, seen, product_id, healthy, _dir: dir };
+        // Warm-up: consumer groups joined, connections open.
+        bench.publish(1).await;
+        bench.seen.wait_for(healthy, "warm-up").await;
+        bench
+    }
+
+    /// Publishes `events` changes of the product, 500 at a time, stamped as they go.
+    async fn publish(&self, events: usize) {
+        let mut left = events;
+        while left > 0 {
+            let n = left.min(500);
+            let e = ProductChanged { change: ContentChange::ProductUpdated { product_id: self.product_id }, occurred_at_ms: now_ms() };
+            publish_events(self.state.bus.as_ref(), &vec![e; n]).await.unwrap();
+            left -= n;
+        }
+    }
+
+    /// A burst of `events`: healthy deliveries per second until the last arrived.
+    async fn burst(&self, events: usize) -> f64 {
+        let target = self.seen.count.load(Ordering::SeqCst) + events * self.healthy;
+        let started = Instant::now();
+        self.publish(events).await;
+        self.seen.wait_for(target, "burst").await;
+        (events * self.healthy) as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// Events at `deliveries_per_s` / webhooks per second for `seconds`: the delays (sorted).
+    async fn paced(&self, deliveries_per_s: f64, seconds: u64) -> (f64, Vec<i64>) {
+        let events_per_s = deliveries_per_s / self.healthy as f64;
+        let total = (events_per_s * seconds as f64).round() as usize;
+        let target = self.seen.count.load(Ordering::SeqCst) + total * self.healthy;
+        self.seen.start_recording();
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut sent = 0;
+        while sent < total {
+            tick.tick().await;
+            let due = ((started.elapsed().as_secs_f64() * events_per_s) as usize).min(total);
+            if due > sent {
+                self.publish(due - sent).await;
+                sent = due;
+            }
+        }
+        self.seen.wait_for(target, "paced").await;
+        (total as f64 * self.healthy as f64 / started.elapsed().as_secs_f64(), self.seen.delays())
+    }
+
+    async fn stop(self) {
+        self.app.stop(false).await;
+    }
+}
+
+/// The ceiling: `posts` POSTs of a webhook-sized body straight to a receiver, `concurrency`
+/// at a time.
+async fn direct(posts: usize, concurrency: usize) -> f64 {
+    let seen = Arc::new(Seen::default());
+    let url = format!("{}/hook", receiver(seen).await);
     let client = reqwest::Client::new();
-    let body = json!({"event": "product.updated", "webhook_id": 1, "occurred_at": "2026-01-01T00:00:00.000Z", "product": {"id": 1}}).to_string();
+    let body = json!({"event": "product.updated", "webhook_id": 1, "occurred_at": "2026-01-01T00:00:00.000Z", "product": {"id": 1, "title": "Bench"}}).to_string();
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = Vec::with_capacity(events);
-    for _ in 0..events {
+    let mut tasks = Vec::with_capacity(posts);
+    for _ in 0..posts {
         let permit = sem.clone().acquire_owned().await.unwrap();
         let (c, u, b) = (client.clone(), url.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(actix_web::rt::spawn(async move {
             let _p = permit;
             c.post(u).header("content-type", "application/json").body(b).send().await.unwrap();
         }));
@@ -120,20 +256,50 @@ async fn direct(events: usize, concurrency: usize) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    events as f64 / started.elapsed().as_secs_f64()
+    posts as f64 / started.elapsed().as_secs_f64()
 }
 
 fn main() {
-    let events: usize = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    actix_web::rt::System::new().block_on(async move {
-        let ceiling = direct(events, 4).await;
-        let (rate4, p50_4, p99_4) = pipeline(events, 4).await;
-        let (rate64, p50_64, p99_64) = pipeline(events, 64).await;
-        println!("\nwebhook fan-out of {events} events to one local receiver, embedded backends, one run:");
-        println!("  {:<60} {:>12} {:>10} {:>10}", "case", "deliveries/s", "p50 ms", "p99 ms");
-        println!("  {:<60} {:>12.0} {:>10} {:>10}", "direct POSTs, 4 at a time (ceiling)", ceiling, "-", "-");
-        println!("  {:<60} {:>12.0} {:>10} {:>10}", "pipeline, per-endpoint concurrency 4 (default)", rate4, p50_4, p99_4);
-        println!("  {:<60} {:>12.0} {:>10} {:>10}", "pipeline, per-endpoint concurrency 64", rate64, p50_64, p99_64);
-        println!("  pipeline (default) / ceiling: {:.2}", rate4 / ceiling);
+    let events = env_or("EVENTS", 2000);
+    let webhooks = env_or("WEBHOOKS", 8).max(1);
+    let paced_seconds = env_or("PACED_SECONDS", 10) as u64;
+    let deliveries = events * webhooks;
+    let c = concurrency(&settings(std::path::Path::new(".")), webhooks);
+
+    let ceiling = isolated(move || async move { direct(deliveries, c).await });
+    let (rate, half, paced_rate, delays) = isolated(move || async move {
+        let bench = Bench::start(webhooks, false).await;
+        let rate = bench.burst(events).await;
+        let half = rate / 2.0;
+        let (paced_rate, delays) = bench.paced(half, paced_seconds).await;
+        bench.stop().await;
+        (rate, half, paced_rate, delays)
     });
+    let with_dead = isolated(move || async move {
+        let bench = Bench::start(webhooks, true).await;
+        let rate = bench.burst(events).await;
+        bench.stop().await;
+        rate
+    });
+
+    println!("\nwebhooks: {events} product.updated events x {webhooks} webhooks = {deliveries} deliveries per burst; embedded backends, default webhook settings; one run");
+    println!("  {:<72} {:>13} {:>8} {:>8}", "case", "deliveries/s", "p50 ms", "p99 ms");
+    println!("  {:<72} {:>13.0} {:>8} {:>8}", format!("direct POSTs to the receiver, {c} at a time (ceiling)"), ceiling, "-", "-");
+    println!("  {:<72} {:>13.0} {:>8} {:>8}", "(a) pipeline, burst", rate, "-", "-");
+    println!(
+        "  {:<72} {:>13.0} {:>8} {:>8}",
+        format!("(b) pipeline, events at half of (a) ({half:.0} deliveries/s) for {paced_seconds} s"),
+        paced_rate,
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99)
+    );
+    println!("  {:<72} {:>13.0} {:>8} {:>8}", "(c) pipeline, burst, plus one webhook that never answers (healthy ones)", with_dead, "-", "-");
+    println!("  (a) / ceiling: {:.2}   (a) target >= 5000/s: {}", rate / ceiling, if rate >= 5000.0 { "met" } else { "NOT met" });
+    println!(
+        "  (b) p99 {} ms, target <= 1000 ms: {}   ({} deliveries timed)",
+        percentile(&delays, 0.99),
+        if percentile(&delays, 0.99) <= 1000 { "met" } else { "NOT met" },
+        delays.len()
+    );
+    println!("  (c) / (a): {:.2}, target >= 0.90: {}", with_dead / rate, if with_dead / rate >= 0.9 { "met" } else { "NOT met" });
 }

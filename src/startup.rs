@@ -73,6 +73,7 @@ impl Application {
         )
         .with_options(consumer_options)
         .with_health(consumer_health.clone())
+        .with_transient(store_unavailable)
         .start_supervised();
         let offers: Arc<OfferCatalogue> = Arc::new(
             OfferCatalogue::start(
@@ -105,6 +106,7 @@ impl Application {
         )
         .with_options(consumer_options)
         .with_health(consumer_health.clone())
+        .with_transient(store_unavailable)
         .start_supervised();
         let clicks = ClickCache::new(settings.partner.click_cache_capacity, Duration::from_secs(settings.partner.click_cache_idle_seconds));
         let networks = NetworkCache::new(Duration::from_secs(settings.partner.network_cache_seconds));
@@ -118,6 +120,7 @@ impl Application {
         )
         .with_options(consumer_options)
         .with_health(consumer_health.clone())
+        .with_transient(store_unavailable)
         .start_supervised();
         let postback_processor = ConsumerActor::new(
             "postback-processor",
@@ -128,6 +131,7 @@ impl Application {
         )
         .with_options(consumer_options)
         .with_health(consumer_health.clone())
+        .with_transient(store_unavailable)
         .start_supervised();
         let campaigns = Campaigns::start(Arc::new(StoreCampaignSource(store.clone())));
         let ledger_writer = ConsumerActor::new(
@@ -139,6 +143,7 @@ impl Application {
         )
         .with_options(consumer_options)
         .with_health(consumer_health.clone())
+        .with_transient(store_unavailable)
         .start_supervised();
         let offer_sync = match &settings.partner.offers_feed_url {
             Some(url) if !url.is_empty() => {
@@ -193,6 +198,7 @@ impl Application {
         )
         .with_options(consumer_options)
         .with_health(consumer_health.clone())
+        .with_transient(store_unavailable)
         .start_supervised();
         let state = web::Data::new(AppState {
             admin_token: settings.admin.token.clone(),
@@ -266,6 +272,11 @@ impl Application {
 }
 
 /// How stream consumers batch, retry and park, from `[events]`.
+/// A store that cannot be reached is an outage, not a poison event: retried, never parked.
+fn store_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<crate::store::StoreError>(), Some(crate::store::StoreError::Unavailable(_))))
+}
+
 fn consumer_options(events: &crate::configuration::EventsSettings) -> ConsumerOptions {
     ConsumerOptions {
         batch_max: events.batch_max,

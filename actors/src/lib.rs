@@ -3,8 +3,9 @@
 //! The long-lived, stateful parts of hissaback, each a supervised actix actor:
 //!
 //! - [`campaigns`]: the campaign registry, every campaign's split in memory for the ledger;
-//! - [`consumer`]: a stream consumer per topic and group, with dead letters, retries and
-//!   restarts from the last committed offset;
+//! - [`consumer`]: a stream consumer per topic and group: batches committed once each,
+//!   partitions in parallel and each in order, retries, poison events parked on the
+//!   dead-letter topic, stuck detection, restarts from the last committed offset;
 //! - [`ledger`]: the rules the ledger applies: the commission split and the reward state
 //!   machine with the double-entry legs of each transition;
 //! - [`rate_limit`]: per-key GCRA buckets and failed-authentication limits per address;

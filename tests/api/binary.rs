@@ -14,19 +14,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "binary-test-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "binary-test-admin-token-0123456789";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A free local port: bound once by us, then released for the child.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().unwrap().port()
 }
 
 /// A running child; killed (SIGKILL) and reaped on drop unless it already exited.
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
     stderr: PathBuf,
     stdout_lines: Arc<Mutex<Vec<String>>>,
 }
@@ -41,7 +41,7 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         format!(
             "stdout:\n{}\nstderr:\n{}",
             self.stdout_lines.lock().unwrap().join("\n"),
@@ -50,7 +50,7 @@ impl Proc {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and how long it took.
-    async fn terminate(&mut self) -> (ExitStatus, Duration) {
+    pub(crate) async fn terminate(&mut self) -> (ExitStatus, Duration) {
         let started = Instant::now();
         let sent = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("run kill");
         assert!(sent.success(), "kill -TERM failed");
@@ -64,7 +64,7 @@ impl Proc {
     }
 
     /// Waits for the process to exit on its own.
-    async fn exit(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) async fn exit(&mut self, timeout: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -83,7 +83,7 @@ impl Proc {
 
 /// `hissaback <sub>` with no inherited `HISSABACK_*` variable, run in `root` (so no stray
 /// `hissaback.toml` is read), with the given contract variables.
-fn start(root: &Path, sub: &str, vars: &[(&str, String)]) -> Proc {
+pub(crate) fn start(root: &Path, sub: &str, vars: &[(&str, String)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hissaback"));
     cmd.arg(sub).current_dir(root);
     for (k, _) in std::env::vars_os() {
@@ -114,7 +114,7 @@ fn start(root: &Path, sub: &str, vars: &[(&str, String)]) -> Proc {
     Proc { child, stderr, stdout_lines }
 }
 
-fn serve_vars(data_dir: &Path, port: u16) -> Vec<(&'static str, String)> {
+pub(crate) fn serve_vars(data_dir: &Path, port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("HISSABACK_LISTEN", format!("127.0.0.1:{port}")),
         ("HISSABACK_DATA_DIR", data_dir.display().to_string()),
@@ -125,7 +125,7 @@ fn serve_vars(data_dir: &Path, port: u16) -> Vec<(&'static str, String)> {
 }
 
 /// Polls `/healthz` until it answers 200; fails early if the child exits.
-async fn wait_healthy(proc: &mut Proc, base: &str) {
+pub(crate) async fn wait_healthy(proc: &mut Proc, base: &str) {
     let client = reqwest::Client::new();
     let started = Instant::now();
     loop {

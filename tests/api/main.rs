@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod blogs;
 mod binary;
+mod crash;
 mod catalogue;
 mod categories;
 mod errors;

@@ -360,7 +360,7 @@ async fn the_http_payout_provider_is_called_with_an_idempotency_key() {
 
     // The provider refuses: nothing is paid, the reward stays queued.
     let r = app.admin(Method::POST, "/rewards/pay", Some(json!({"reward_ids": [reward_id]}))).await;
-    assert_eq!(r.body["data"], json!({"paid": 0, "failed": 1, "provider": "http"}), "{}", r.text);
+    assert_eq!(r.body["data"], json!({"paid": 0, "failed": 1, "pending": 0, "provider": "http"}), "{}", r.text);
     assert_eq!(app.get_with_key(&path, &p.key).await.body["data"]["rewards"][0]["status"], "queued");
     // It accepts: paid, with the same idempotency key both times.
     *failing.lock().unwrap() = false;
