@@ -230,13 +230,13 @@ async fn campaign_and_payout_stats_agree_with_clicks_and_postbacks() {
     assert_eq!(
         campaigns[0],
         json!({"campaign_id": share_id, "offer_id": card, "tenant_id": "site", "clicks": 4, "conversions": 3, "conversion_rate": 75,
-               "conversions_by_status": {"pending": 1, "queued": 1, "paid": 0, "rejected": 1, "reversed": 0},
+               "conversions_by_status": {"pending": 1, "queued": 1, "paying": 0, "paid": 0, "rejected": 1, "reversed": 0},
                "commission": {"USD": 15.5}, "rewards": {"USD": 6.2}})
     );
     assert_eq!(
         campaigns[1],
         json!({"campaign_id": quiet_id, "offer_id": loan, "tenant_id": "site", "clicks": 0, "conversions": 0, "conversion_rate": 0,
-               "conversions_by_status": {"pending": 0, "queued": 0, "paid": 0, "rejected": 0, "reversed": 0},
+               "conversions_by_status": {"pending": 0, "queued": 0, "paying": 0, "paid": 0, "rejected": 0, "reversed": 0},
                "commission": {}, "rewards": {}})
     );
     assert_eq!(body["data"]["totals"]["clicks"], 4);
@@ -248,9 +248,9 @@ async fn campaign_and_payout_stats_agree_with_clicks_and_postbacks() {
     assert_eq!(payouts.status, 200, "{}", payouts.text);
     assert_eq!(
         payouts.body["data"]["totals"],
-        json!({"pending": {"USD": 2.2}, "queued": {"USD": 4}, "paid": {}, "rejected": {"USD": 2.8}, "reversed": {}})
+        json!({"pending": {"USD": 2.2}, "queued": {"USD": 4}, "paying": {}, "paid": {}, "rejected": {"USD": 2.8}, "reversed": {}})
     );
-    assert_eq!(payouts.body["data"]["counts"], json!({"pending": 1, "queued": 1, "paid": 0, "rejected": 1, "reversed": 0}));
+    assert_eq!(payouts.body["data"]["counts"], json!({"pending": 1, "queued": 1, "paying": 0, "paid": 0, "rejected": 1, "reversed": 0}));
     assert_eq!(payouts.body["data"]["last_paid_at"], Value::Null);
     // Its own rewards only: on real backends other tests' apps share the store.
     let own: Vec<Value> = app.get_with_key("/v1/rewards/user?user_id=u1&tenant_id=site", &p.key).await.body["data"]["rewards"]
