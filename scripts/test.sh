@@ -9,6 +9,8 @@
 #      embedded backends;
 #   3. run the black-box API tests again on ScyllaDB/Cassandra + Kafka
 #      (HISSABACK_TEST_BACKENDS=real);
+#   3b. restart Kafka, then Cassandra, under a postback stream (tests/outages.rs, behind the
+#      `outage-tests` feature because it stops the shared servers);
 #   4. stop the servers and delete their data, whatever happened.
 #
 # Cargo's target directory lives outside the clone (override with CARGO_TARGET_DIR) so a
@@ -29,6 +31,7 @@ trap cleanup EXIT
 
 echo "== building tests (target dir: $CARGO_TARGET_DIR)"
 cargo test --workspace --locked --no-run
+cargo test --locked --features outage-tests --test outages --no-run
 
 echo "== fetching the GeoIP country database (npm)"
 HISSABACK_GEOIP_DB="$(bash scripts/fetch-geoip.sh)"
@@ -45,3 +48,6 @@ cargo test --workspace --locked --no-fail-fast
 
 echo "== black-box API tests on ScyllaDB/Cassandra + Kafka"
 HISSABACK_TEST_BACKENDS=real cargo test --locked --test api --no-fail-fast
+
+echo "== outages: Kafka and Cassandra restarted under a postback stream (stops the servers, so last and alone)"
+cargo test --locked --features outage-tests --test outages
