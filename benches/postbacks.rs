@@ -17,6 +17,9 @@
 //! Environment: `SECONDS` (embedded measuring window, default 10), `SUSTAIN` (default 60),
 //! `REAL=0` to skip Kafka + Cassandra.
 
+#[path = "../tests/support/flow.rs"]
+mod flow;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -153,24 +156,10 @@ async fn load(port: u16, path: Arc<dyn Fn(u64) -> String + Send + Sync>, window:
     (ok.load(Ordering::Relaxed) as f64 / elapsed, bad.load(Ordering::Relaxed))
 }
 
-/// What the admin and partner APIs need for postbacks: (network token, click id).
+/// What postbacks need: (network token, click id).
 async fn set_up(port: u16) -> (String, String) {
-    use serde_json::{json, Value};
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let admin = |path: &str, body: Value| http.post(format!("{base}/admin/v1{path}")).bearer_auth(ADMIN).json(&body).send();
-    let j = |r: reqwest::Response| async move { r.json::<Value>().await.unwrap() };
-    let brand = j(admin("/brands", json!({"name": "B"})).await.unwrap()).await["data"]["brand"]["id"].clone();
-    let offer = j(admin("/offers", json!({"brand_id": brand, "name": "O", "category": "c", "base_commission": 10, "default_share_pct": 50, "tracking_url": "https://n.example/?c={click_id}"})).await.unwrap()).await["data"]["offer"]["id"].clone();
-    let token = j(admin("/networks", json!({"name": "N"})).await.unwrap()).await["data"]["network"]["postback_token"].as_str().unwrap().to_string();
-    let a = j(admin("/affiliates", json!({"name": "P", "email": "p@example.test"})).await.unwrap()).await["data"]["affiliate"]["id"].clone();
-    let key = j(admin(&format!("/affiliates/{a}/keys"), json!({})).await.unwrap()).await["data"]["key"]["key"].as_str().unwrap().to_string();
-    let partner = |path: &str, body: Value| http.post(format!("{base}/v1{path}")).bearer_auth(&key).json(&body).send();
-    let campaign = j(partner("/campaigns", json!({"offer_id": offer, "share_pct": 40, "tenant_id": "t"})).await.unwrap()).await["data"]["campaign"]["campaign_id"].clone();
-    let code = j(partner("/links", json!({"campaign_id": campaign})).await.unwrap()).await["data"]["link"]["code"].as_str().unwrap().to_string();
-    let r = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap().get(format!("{base}/r/{code}?uid=u1")).send().await.unwrap();
-    let click = r.headers()["location"].to_str().unwrap().split("c=").nth(1).unwrap().to_string();
-    (token, click)
+    let flow = flow::set_up(&format!("http://127.0.0.1:{port}"), ADMIN, 1).await;
+    (flow.token, flow.clicks[0].clone())
 }
 
 /// Sums a metric's series whose labels contain `filter` in the service's `/metrics`.

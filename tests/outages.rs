@@ -8,7 +8,10 @@
 //! its own test target behind the `outage-tests` feature, which `scripts/test.sh` runs last,
 //! on its own (`cargo test --features outage-tests --test outages`).
 
-use serde_json::{json, Value};
+#[path = "support/flow.rs"]
+mod flow;
+
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -60,12 +63,6 @@ fn services(args: &[&str]) {
     assert!(status.success(), "services.sh {args:?}");
 }
 
-async fn admin(client: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
-    let r = client.post(format!("{base}/admin/v1{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
     let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines().filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{')).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
@@ -88,20 +85,7 @@ async fn consumers_resume_after_kafka_and_cassandra_restarts_and_lose_nothing() 
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let brand = admin(&client, &base, "/brands", json!({"name": "Outage"})).await["data"]["brand"]["id"].clone();
-    let offer = admin(&client, &base, "/offers", json!({"brand_id": brand, "name": "O", "category": "c", "base_commission": 10, "default_share_pct": 40, "tracking_url": "https://n.example/?c={click_id}"})).await["data"]["offer"]["id"].clone();
-    let token = admin(&client, &base, "/networks", json!({"name": "N"})).await["data"]["network"]["postback_token"].as_str().unwrap().to_string();
-    let affiliate = admin(&client, &base, "/affiliates", json!({"name": "P", "email": "p@example.test"})).await["data"]["affiliate"]["id"].clone();
-    let key = admin(&client, &base, &format!("/affiliates/{affiliate}/keys"), json!({})).await["data"]["key"]["key"].as_str().unwrap().to_string();
-    let campaign: Value = client.post(format!("{base}/v1/campaigns")).bearer_auth(&key).json(&json!({"offer_id": offer, "share_pct": 40, "tenant_id": "t"})).send().await.unwrap().json().await.unwrap();
-    let link: Value = client.post(format!("{base}/v1/links")).bearer_auth(&key).json(&json!({"campaign_id": campaign["data"]["campaign"]["campaign_id"]})).send().await.unwrap().json().await.unwrap();
-    let code = link["data"]["link"]["code"].as_str().unwrap().to_string();
-    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut clicks = Vec::new();
-    for u in 0..USERS {
-        let r = no_redirect.get(format!("{base}/r/{code}?uid=u{u}")).send().await.unwrap();
-        clicks.push(r.headers()["location"].to_str().unwrap().split("c=").nth(1).unwrap().to_string());
-    }
+    let flow::Flow { token, key, clicks } = flow::set_up(&base, ADMIN, USERS).await;
 
     // Senders: each transaction is one approved postback, sent until it is answered 200.
     let accepted: Arc<Mutex<BTreeSet<u64>>> = Arc::default();

@@ -64,12 +64,6 @@ impl Kind {
     }
 }
 
-async fn admin(client: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
-    let r = client.post(format!("{base}/admin/v1{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
 #[actix_web::test]
 async fn a_killed_service_loses_no_accepted_postback_and_counts_none_twice() {
     let root = tempfile::tempdir().unwrap();
@@ -87,20 +81,7 @@ async fn a_killed_service_loses_no_accepted_postback_and_counts_none_twice() {
     wait_healthy(&mut server, &base).await;
 
     // The catalogue, a partner's campaign (40% share) and one click per end user.
-    let brand = admin(&client, &base, "/brands", json!({"name": "Crash"})).await["data"]["brand"]["id"].clone();
-    let offer = admin(&client, &base, "/offers", json!({"brand_id": brand, "name": "O", "category": "c", "base_commission": 10, "default_share_pct": 40, "tracking_url": "https://n.example/?c={click_id}"})).await["data"]["offer"]["id"].clone();
-    let token = admin(&client, &base, "/networks", json!({"name": "N"})).await["data"]["network"]["postback_token"].as_str().unwrap().to_string();
-    let affiliate = admin(&client, &base, "/affiliates", json!({"name": "P", "email": "p@example.test"})).await["data"]["affiliate"]["id"].clone();
-    let key = admin(&client, &base, &format!("/affiliates/{affiliate}/keys"), json!({})).await["data"]["key"]["key"].as_str().unwrap().to_string();
-    let campaign: Value = client.post(format!("{base}/v1/campaigns")).bearer_auth(&key).json(&json!({"offer_id": offer, "share_pct": 40, "tenant_id": "t"})).send().await.unwrap().json().await.unwrap();
-    let link: Value = client.post(format!("{base}/v1/links")).bearer_auth(&key).json(&json!({"campaign_id": campaign["data"]["campaign"]["campaign_id"]})).send().await.unwrap().json().await.unwrap();
-    let code = link["data"]["link"]["code"].as_str().unwrap().to_string();
-    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut clicks = Vec::new();
-    for u in 0..USERS {
-        let r = no_redirect.get(format!("{base}/r/{code}?uid=u{u}")).send().await.unwrap();
-        clicks.push(r.headers()["location"].to_str().unwrap().split("c=").nth(1).unwrap().to_string());
-    }
+    let crate::flow::Flow { token, key, clicks } = crate::flow::set_up(&base, ADMIN, USERS).await;
 
     // The transactions and their postbacks: about 20,000 requests in all.
     let mut txns = Vec::new();

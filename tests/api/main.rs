@@ -2,6 +2,8 @@
 //! own data directory and a random port (see `helpers::spawn_app`).
 
 mod helpers;
+#[path = "../support/flow.rs"]
+mod flow;
 
 mod admin;
 mod auth;
