@@ -297,6 +297,7 @@ impl BatchHandler for LedgerWriter {
         // outbox is republished because the events that made it are delivered again.
         let (mut changed, mut replayed) = (BTreeSet::new(), BTreeSet::new());
         let mut legs = Vec::new();
+        let mut subscribed: HashMap<u64, BTreeSet<String>> = HashMap::new();
         let now = Utc::now();
         for (event, d) in batch {
             let id = event.conversion_id();
@@ -362,9 +363,19 @@ impl BatchHandler for LedgerWriter {
                 ConversionEvent::Recorded(_) => {}
             }
             legs.extend(postings(row, step.legs, now));
+            // A reward event is kept only when one of the partner's enabled webhooks takes it
+            // (read once per partner per batch): most conversions notify nobody.
             let source = format!("{}:{}:{}", d.topic, d.partition, d.offset);
+            let affiliate = row.affiliate_id;
+            if !step.events.is_empty() && !subscribed.contains_key(&affiliate) {
+                let events = self.store.webhooks_of(affiliate).await?.into_iter().filter(|w| w.disabled_at.is_none()).map(|w| w.event).collect();
+                subscribed.insert(affiliate, events);
+            }
+            let row = rows.get_mut(&id).expect("written above");
             for name in step.events {
-                row.outbox.push(OutboxItem::Reward { event: name.to_string(), source: source.clone(), occurred_at_ms: now.timestamp_millis(), reward: reward_object(row) });
+                if subscribed[&affiliate].contains(name) {
+                    row.outbox.push(OutboxItem::Reward { event: name.to_string(), source: source.clone(), occurred_at_ms: now.timestamp_millis(), reward: reward_object(row) });
+                }
             }
         }
         let written: Vec<ConversionRecord> = changed.iter().filter_map(|id| rows.get(id).cloned()).collect();
