@@ -18,6 +18,7 @@
 //! `REAL=0` to skip Kafka + Cassandra.
 
 #[path = "../tests/support/flow.rs"]
+#[allow(dead_code)]
 mod flow;
 
 use std::process::{Child, Command, Stdio};
@@ -306,32 +307,36 @@ async fn real(sustain: Duration) -> Real {
             max
         })
     };
+    let template_path = postback_path(token.clone(), click.clone(), "template");
     let (accepted, refused) = load(port, postback_path(token, click, "real"), sustain, next.clone()).await;
     sampling.store(false, Ordering::Relaxed);
     let max_lag = sampler.await.unwrap();
     let sent = next.load(Ordering::Relaxed) as f64;
     let (secs, max_lag) = drain(port, sent - refused as f64, started, max_lag).await;
-    let ledger = booked(port).await / secs;
+    let booked_before = booked(port).await;
+    let ledger = booked_before / secs;
+    // One more conversion, whose id the answer gives: the template of the raw inserts.
+    let answer: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}{}", template_path(0)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["data"]["conversion_id"].as_u64().expect("a conversion id");
+    drain(port, booked_before + 1.0, Instant::now(), 0.0).await;
     drop(svc);
 
     // Raw CQL: the rows a booked conversion has, inserted through the store's statements.
     let settings = hissaback::configuration::ScyllaSettings { nodes: vec!["127.0.0.1:9042".into()], keyspace, replication_factor: 1, id_block_size: 100 };
     let store: Arc<dyn hissaback::store::Store> = Arc::new(hissaback::store::scylla::ScyllaStore::open(&settings).await.unwrap());
-    let template = store.conversions_of_affiliate(1).await.unwrap().into_iter().next();
-    let raw_cql = match template {
-        None => {
-            // Affiliate ids come from blocks; read any booked conversion instead.
-            let any = store.conversions().await.unwrap().into_iter().next().expect("a booked conversion");
-            raw_inserts(store.clone(), any).await
-        }
-        Some(c) => raw_inserts(store.clone(), c).await,
-    };
+    let raw_cql = raw_inserts(store, id).await;
     Real { raw_producer, accepted, refused, ledger, max_lag, raw_cql }
 }
 
 /// Conversions per second written as plain inserts: the conversion row with its index rows
 /// and its three approval postings, 64 conversions at a time, for 10 seconds.
-async fn raw_inserts(store: Arc<dyn hissaback::store::Store>, template: hissaback::store::ConversionRecord) -> f64 {
+async fn raw_inserts(store: Arc<dyn hissaback::store::Store>, id: u64) -> f64 {
+    let template = store.get_conversion(id).await.unwrap().expect("the template conversion is booked");
     let legs = store.postings_of(template.id).await.unwrap();
     let n = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
