@@ -783,25 +783,28 @@ impl Store for ScyllaStore {
 
     async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
         let cid = id(c.id);
-        // Index rows and the row itself are independent idempotent writes: sent together.
-        // A reward becoming queued is indexed before its row says so (a stale index row is
-        // filtered on read); one leaving the queue is unindexed after.
-        if c.status == super::RewardStatus::Queued {
-            self.index_queued(c).await?;
-        }
+        // Index rows first, the conversion's own row last: the ledger writer reads that row to
+        // skip events it applied, so once it is there every index row is too (a failure in
+        // between is retried in full). The id and end-user indexes never change after the
+        // first write (`created_at == updated_at`: written in the batch that made it). A
+        // reward becoming queued is indexed before its row says so (a stale index row is
+        // filtered on read); one leaving the queue is unindexed with the other index rows.
         let body = to_json(c);
-        let (a, b, d, e) = tokio::join!(
-            self.write(&self.st.conversion_shard_put, ((cid % i64::from(PENDING_SHARDS)) as i32, cid)),
-            self.write(&self.st.reward_user_put, (id(c.affiliate_id), c.tenant_id.as_str(), c.user_id.as_str(), cid)),
-            self.write(&self.st.conversion_affiliate_put, (id(c.affiliate_id), id(c.campaign_id), cid, body.as_str())),
-            self.write(&self.st.conversion_put, (cid, body.as_str())),
-        );
-        a.and(b).and(d).and(e)?;
-        if c.status == super::RewardStatus::Queued {
-            Ok(())
-        } else {
-            self.index_queued(c).await
-        }
+        let first = c.created_at == c.updated_at;
+        let once = async {
+            if first {
+                let (a, b) = tokio::join!(
+                    self.write(&self.st.conversion_shard_put, ((cid % i64::from(PENDING_SHARDS)) as i32, cid)),
+                    self.write(&self.st.reward_user_put, (id(c.affiliate_id), c.tenant_id.as_str(), c.user_id.as_str(), cid)),
+                );
+                a.and(b)
+            } else {
+                Ok(())
+            }
+        };
+        let (a, b, d) = tokio::join!(once, self.index_queued(c), self.write(&self.st.conversion_affiliate_put, (id(c.affiliate_id), id(c.campaign_id), cid, body.as_str())));
+        a.and(b).and(d)?;
+        self.write(&self.st.conversion_put, (cid, body.as_str())).await
     }
 
     async fn queued_conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
