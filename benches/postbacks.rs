@@ -114,22 +114,29 @@ async fn load(port: u16, path: Arc<dyn Fn(u64) -> String + Send + Sync>, window:
             let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
             s.set_nodelay(true).unwrap();
             let mut buf = vec![0u8; 64 * 1024];
+            let mut req: Vec<u8> = Vec::with_capacity(512);
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let req = format!("GET {} HTTP/1.1\r\nHost: bench\r\n\r\n", path(i));
-                s.write_all(req.as_bytes()).await.unwrap();
+                req.clear();
+                {
+                    use std::io::Write;
+                    write!(req, "GET {} HTTP/1.1\r\nHost: bench\r\n\r\n", path(i)).unwrap();
+                }
+                s.write_all(&req).await.unwrap();
+                // Parse without allocating: the status, then Content-Length (actix writes header
+                // names in lower case), then read the body to its end.
                 let mut have = 0;
                 let (status, body_at, len) = loop {
                     let n = s.read(&mut buf[have..]).await.unwrap();
                     assert!(n > 0, "connection closed");
                     have += n;
                     if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = std::str::from_utf8(&buf[..end]).unwrap().to_ascii_lowercase();
-                        let status: u16 = head[9..12].parse().unwrap();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                            .unwrap_or(0);
+                        let head = &buf[..end];
+                        let status = (head[9] - b'0') as u16 * 100 + (head[10] - b'0') as u16 * 10 + (head[11] - b'0') as u16;
+                        const NAME: &[u8] = b"content-length: ";
+                        let len = head.windows(NAME.len()).position(|w| w.eq_ignore_ascii_case(NAME)).map_or(0, |at| {
+                            head[at + NAME.len()..].iter().take_while(|b| b.is_ascii_digit()).fold(0usize, |n, b| n * 10 + (b - b'0') as usize)
+                        });
                         break (status, end + 4, len);
                     }
                 };
