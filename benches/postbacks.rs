@@ -271,29 +271,14 @@ async fn real(sustain: Duration) -> Real {
     // Raw producer: the bus's own Kafka producer (same settings), 64 publishes in flight.
     let bus = Arc::new(hissaback_topics::bus::kafka::KafkaBus::new("127.0.0.1:9092", &prefix).unwrap());
     bus.create_topics(&["bench-raw".to_string()], 4, 1).await.unwrap();
-    let raw_producer = {
-        let n = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..CONNS {
-            let (bus, n, stop) = (bus.clone(), n.clone(), stop.clone());
-            tasks.push(tokio::task::spawn_local(async move {
-                use hissaback_topics::EventBus;
-                while !stop.load(Ordering::Relaxed) {
-                    let i = n.fetch_add(1, Ordering::Relaxed);
-                    bus.publish("bench-raw", &format!("k{i}"), vec![7u8; 100]).await.unwrap();
-                }
-            }));
+    let raw_producer = per_second(Duration::from_secs(10), move |i| {
+        let bus = bus.clone();
+        async move {
+            use hissaback_topics::EventBus;
+            bus.publish("bench-raw", &format!("k{i}"), vec![7u8; 100]).await.unwrap();
         }
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        stop.store(true, Ordering::Relaxed);
-        let secs = started.elapsed().as_secs_f64();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        n.load(Ordering::Relaxed) as f64 / secs
-    };
+    })
+    .await;
 
     let port = free_port();
     let svc = service(port, dir.path(), &env, false);
@@ -345,27 +330,40 @@ async fn real(sustain: Duration) -> Real {
 async fn raw_inserts(store: Arc<dyn hissaback::store::Store>, id: u64) -> f64 {
     let template = store.get_conversion(id).await.unwrap().expect("the template conversion is booked");
     let legs = store.postings_of(template.id).await.unwrap();
+    per_second(Duration::from_secs(10), move |i| {
+        let (store, mut c, mut legs) = (store.clone(), template.clone(), legs.clone());
+        async move {
+            c.id = (1u64 << 53) + i;
+            for l in &mut legs {
+                l.conversion_id = c.id;
+            }
+            store.put_postings(&legs).await.unwrap();
+            store.put_conversion(&c).await.unwrap();
+        }
+    })
+    .await
+}
+
+/// Runs `op(i)` for i = 0, 1, … on `CONNS` tasks for `window`; operations per second.
+async fn per_second<F, Fut>(window: Duration, op: F) -> f64
+where
+    F: Fn(u64) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let n = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONNS {
-        let (store, n, stop, template, legs) = (store.clone(), n.clone(), stop.clone(), template.clone(), legs.clone());
-        tasks.push(tokio::task::spawn_local(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let i = n.fetch_add(1, Ordering::Relaxed);
-                let mut c = template.clone();
-                c.id = (1u64 << 53) + i;
-                let legs: Vec<_> = legs.iter().cloned().map(|mut l| {
-                    l.conversion_id = c.id;
-                    l
-                }).collect();
-                store.put_postings(&legs).await.unwrap();
-                store.put_conversion(&c).await.unwrap();
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let tasks: Vec<_> = (0..CONNS)
+        .map(|_| {
+            let (n, stop, op) = (n.clone(), stop.clone(), op.clone());
+            tokio::task::spawn_local(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    op(n.fetch_add(1, Ordering::Relaxed)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     for t in tasks {

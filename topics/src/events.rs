@@ -203,11 +203,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_event_round_trips_through_the_codec() {
-        let p = postback();
-        assert_eq!(decode::<PostbackReceived>(&encode(&p).unwrap()).unwrap(), p);
-        let c = ConversionRecorded {
+    fn recorded() -> ConversionRecorded {
+        ConversionRecorded {
             conversion_id: 7,
             network_id: 3,
             txn_id: "t".into(),
@@ -220,7 +217,14 @@ mod tests {
             payout: Money { minor: 1, currency: CurrencyCode::USD },
             status: PostbackStatus::Pending,
             occurred_at_ms: 5,
-        };
+        }
+    }
+
+    #[test]
+    fn every_event_round_trips_through_the_codec() {
+        let p = postback();
+        assert_eq!(decode::<PostbackReceived>(&encode(&p).unwrap()).unwrap(), p);
+        let c = recorded();
         assert_eq!(decode::<ConversionRecorded>(&encode(&c).unwrap()).unwrap(), c);
         let pc = ProductChanged { change: ContentChange::BlogUnpublished { blog_id: 5, reason: "r".into() }, occurred_at_ms: 1 };
         assert_eq!(decode::<ProductChanged>(&encode(&pc).unwrap()).unwrap(), pc);
@@ -249,20 +253,7 @@ mod tests {
     #[test]
     fn conversion_events_of_version_one_still_decode() {
         use crate::codec::{decode_event, encode_event};
-        let c = ConversionRecorded {
-            conversion_id: 7,
-            network_id: 3,
-            txn_id: "t".into(),
-            click_id: "c".into(),
-            campaign_id: 1,
-            affiliate_id: 2,
-            tenant_id: "tenant-a".into(),
-            offer_id: 4,
-            user_id: Some("u".into()),
-            payout: Money { minor: 1, currency: CurrencyCode::USD },
-            status: PostbackStatus::Approved,
-            occurred_at_ms: 5,
-        };
+        let c = ConversionRecorded { user_id: Some("u".into()), status: PostbackStatus::Approved, ..recorded() };
         // What the previous build wrote on `conversions`: version 1, a bare ConversionRecorded.
         let old = encode(&c).unwrap();
         assert_eq!(old[0], 1);
