@@ -10,6 +10,7 @@ mod auth;
 mod blogs;
 mod binary;
 mod crash;
+mod outbox;
 mod catalogue;
 mod categories;
 mod errors;
