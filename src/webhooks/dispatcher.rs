@@ -5,7 +5,10 @@
 //! # What it holds
 //!
 //! Every delivery it holds is kept whole (payload included), so an attempt costs no store
-//! read: queued in its endpoint's queue, in flight, or written. Webhooks are cached for
+//! read: queued in its endpoint's queue, in flight, or being written. (Past
+//! [`LOADED_PER_ENDPOINT`] queued for one endpoint, a dead one's backlog say, deliveries are
+//! held by key and read at their attempt, as are orphans adopted from another instance, which
+//! may have finished them meanwhile.) Webhooks are cached for
 //! [`WEBHOOK_TTL`]; the intake hands over the webhooks it read with each batch of new
 //! deliveries (so a rotated secret or a re-enabled endpoint signs the next events), and a
 //! manual redelivery drops the cached one.
@@ -16,14 +19,19 @@
 //! `per_endpoint_concurrency` attempts in flight; `ready` orders by their first due time the
 //! endpoints that have something queued and a free slot. An endpoint at its cap (a receiver
 //! that never answers, say) leaves `ready`, so its backlog costs nothing to skip, and it
-//! never takes more than its own slots of the global `max_concurrency`.
+//! never takes more than its own slots of the global `max_concurrency`. An endpoint whose
+//! last attempt got no answer at all (a timeout, a refused connection) gets one slot until it
+//! answers again: once its first attempts timed out, a dead receiver holds one slot, not
+//! `per_endpoint_concurrency`, so even many of them leave the global cap to the healthy ones.
 //!
 //! # Bookkeeping in batches
 //!
 //! A finished attempt's record (the attempt appended, its state and next due time) waits in
 //! `unwritten` and is written with the others of its tick in one `put_deliveries`. Only once
 //! written is a delivery queued for its retry, or let go when done: what is sent is never
-//! ahead of what the store says by more than one attempt.
+//! ahead of what the store says by more than one attempt. (A process that dies loses at most
+//! a tick of attempt records: those deliveries are still pending in the store and are sent
+//! again after the restart, with the same `webhook-id`: at least once, as before.)
 //!
 //! # Owners and orphans
 //!
@@ -32,7 +40,8 @@
 //! twice. Every `sweep_every` it says it is alive (a heartbeat row) and adopts pending
 //! deliveries overdue by more than `orphan_grace` whose owner has been silent that long: the
 //! owner stopped or died, and without the sweep they would wait for its restart. A busy
-//! owner keeps its backlog.
+//! owner keeps its backlog. (An adopted delivery is read again before its attempt here, and
+//! let go when it is no longer pending: another instance got to it first.)
 
 use super::sender::{Attempted, Sender};
 use crate::metrics::Metrics;
@@ -56,13 +65,21 @@ const WRITE_AT: usize = 512;
 const WEBHOOK_TTL: Duration = Duration::from_secs(5);
 /// When the store cannot be read for an attempt, it is tried again after this long.
 const STORE_RETRY: Duration = Duration::from_secs(5);
+/// When finished attempts could not be written, the write is tried again after this long.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
+/// Deliveries queued for one endpoint beyond this many are held without their record (read
+/// again at their attempt): a dead endpoint's backlog must not grow memory by its payloads.
+const LOADED_PER_ENDPOINT: usize = 10_000;
 
 /// A delivery's key: (webhook id, delivery id).
 type Key = (u64, String);
 
 /// A delivery held here: queued, in flight, or waiting for its record to be written.
 struct Held {
-    record: DeliveryRecord,
+    /// The delivery as stored; `None`: read it from the store before its attempt (held
+    /// light behind a long backlog, or adopted from another instance, which may have
+    /// finished it meanwhile).
+    record: Option<DeliveryRecord>,
     /// Set while queued: when it is due.
     due: Option<DateTime<Utc>>,
     /// A manual redelivery asked for while in flight or being written: queued again, at this
@@ -93,9 +110,13 @@ pub struct Dispatcher {
     /// Endpoints with something queued and a free slot, by their first due time.
     ready: BTreeSet<(DateTime<Utc>, u64)>,
     webhooks: HashMap<u64, Cached>,
+    /// Endpoints whose last attempt got no answer: one attempt at a time.
+    unreachable: HashSet<u64>,
     /// Finished attempts not yet written.
     unwritten: Vec<DeliveryRecord>,
     writing: bool,
+    /// After a failed write: no other before this time.
+    write_after: Option<Instant>,
     queued: usize,
     /// This instance's `server.instance_id`: the owner of the deliveries it queues.
     instance_id: Arc<str>,
@@ -124,6 +145,38 @@ pub struct ScheduleNew {
 }
 
 impl Dispatcher {
+    /// `caps`: attempts in flight at most, in all and per endpoint.
+    fn new(
+        sender: Arc<Sender>,
+        store: SharedStore,
+        caps: (usize, usize),
+        instance_id: Arc<str>,
+        sweep_every: Duration,
+        orphan_grace: chrono::Duration,
+        metrics: Metrics,
+    ) -> Self {
+        Dispatcher {
+            sender,
+            store,
+            held: HashMap::new(),
+            endpoints: HashMap::new(),
+            ready: BTreeSet::new(),
+            webhooks: HashMap::new(),
+            unreachable: HashSet::new(),
+            unwritten: Vec::new(),
+            writing: false,
+            write_after: None,
+            queued: 0,
+            instance_id,
+            sweep_every,
+            orphan_grace,
+            in_flight: 0,
+            max_in_flight: caps.0.max(1),
+            max_per_endpoint: caps.1.max(1),
+            metrics,
+        }
+    }
+
     fn set_depth(&self) {
         self.metrics.webhook_queue_depth.set(self.queued as i64);
     }
@@ -134,7 +187,8 @@ impl Dispatcher {
         if let Some(at) = ep.ready_at.take() {
             self.ready.remove(&(at, webhook_id));
         }
-        if ep.in_flight < self.max_per_endpoint {
+        let cap = if self.unreachable.contains(&webhook_id) { 1 } else { self.max_per_endpoint };
+        if ep.in_flight < cap {
             if let Some((due, _)) = ep.queue.first() {
                 ep.ready_at = Some(*due);
                 self.ready.insert((*due, webhook_id));
@@ -146,7 +200,13 @@ impl Dispatcher {
     }
 
     fn push(&mut self, webhook_id: u64, id: String, due: DateTime<Utc>) {
-        self.endpoints.entry(webhook_id).or_default().queue.insert((due, id));
+        let ep = self.endpoints.entry(webhook_id).or_default();
+        if ep.queue.len() >= LOADED_PER_ENDPOINT {
+            if let Some(h) = self.held.get_mut(&(webhook_id, id.clone())) {
+                h.record = None;
+            }
+        }
+        ep.queue.insert((due, id));
         self.queued += 1;
         self.refresh_ready(webhook_id);
     }
@@ -155,7 +215,7 @@ impl Dispatcher {
     fn enqueue(&mut self, d: DeliveryRecord, due: DateTime<Utc>, manual: bool) {
         let key = (d.webhook_id, d.id.clone());
         let Some(h) = self.held.get_mut(&key) else {
-            self.held.insert(key.clone(), Held { record: d, due: Some(due), rerun: None });
+            self.held.insert(key.clone(), Held { record: Some(d), due: Some(due), rerun: None });
             self.push(key.0, key.1, due);
             return;
         };
@@ -164,7 +224,7 @@ impl Dispatcher {
             // waiting for its retry goes now), with the redelivery's record.
             Some(old) => {
                 if manual {
-                    h.record = d;
+                    h.record = Some(d);
                 }
                 if due < old {
                     h.due = Some(due);
@@ -182,16 +242,23 @@ impl Dispatcher {
         }
     }
 
-    /// Queues every pending delivery not held here that `take` accepts.
-    fn adopt(&mut self, pending: Vec<DeliveryRecord>, take: impl Fn(&DeliveryRecord) -> bool) -> usize {
+    /// Queues every pending delivery not held here that `take` accepts (`orphans`: another
+    /// instance's, read again before their attempt here).
+    fn adopt(&mut self, pending: Vec<DeliveryRecord>, orphans: bool, take: impl Fn(&DeliveryRecord) -> bool) -> usize {
         let now = Utc::now();
         let mut adopted = 0;
         for d in pending {
-            if self.held.contains_key(&(d.webhook_id, d.id.clone())) || !take(&d) {
+            let key = (d.webhook_id, d.id.clone());
+            if self.held.contains_key(&key) || !take(&d) {
                 continue;
             }
             let due = d.next_attempt_at.unwrap_or(now);
             self.enqueue(d, due, false);
+            if orphans {
+                if let Some(h) = self.held.get_mut(&key) {
+                    h.record = None;
+                }
+            }
             adopted += 1;
         }
         self.set_depth();
@@ -241,7 +308,15 @@ impl Dispatcher {
             self.refresh_ready(webhook_id);
             let cached = self.cached_webhook(webhook_id);
             let (sender, store) = (self.sender.clone(), self.store.clone());
+            let delivery_id = key.1.clone();
             let attempt = async move {
+                let record = match record {
+                    Some(r) => r,
+                    None => match store.get_delivery(webhook_id, &delivery_id).await? {
+                        Some(r) if r.state == DeliveryState::Pending => r,
+                        _ => return Ok(None),
+                    },
+                };
                 let (webhook, fetched) = match cached {
                     Some(w) => (w, false),
                     None => (store.get_webhook(record.affiliate_id, record.webhook_id).await?, true),
@@ -250,7 +325,7 @@ impl Dispatcher {
                 if fetched && done.webhook.is_none() {
                     done.webhook = Some(webhook);
                 }
-                StoreResult::Ok(done)
+                StoreResult::Ok(Some(done))
             };
             ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
                 act.finished(key, result);
@@ -263,24 +338,44 @@ impl Dispatcher {
         self.set_depth();
     }
 
-    /// An attempt ended: its slot is free, its record waits for the next write.
-    fn finished(&mut self, key: Key, result: StoreResult<Attempted>) {
+    /// An attempt ended: its slot is free, its record waits for the next write (`None`: an
+    /// adopted delivery found finished elsewhere, let go).
+    fn finished(&mut self, key: Key, result: StoreResult<Option<Attempted>>) {
         self.in_flight -= 1;
         if let Some(ep) = self.endpoints.get_mut(&key.0) {
             ep.in_flight -= 1;
         }
+        if let Ok(Some(done)) = &result {
+            if done.unreachable {
+                self.unreachable.insert(key.0);
+            } else {
+                self.unreachable.remove(&key.0);
+            }
+        }
         self.refresh_ready(key.0);
         let Some(h) = self.held.get_mut(&key) else { return };
         match result {
-            Ok(Attempted { delivery, webhook }) => {
+            // Not pending in the store (finished elsewhere, or gone): let go, unless the
+            // affiliate asked for it again meanwhile (then the store has it pending again).
+            Ok(None) => match h.rerun.take() {
+                Some(due) => {
+                    h.due = Some(due);
+                    self.push(key.0, key.1, due);
+                }
+                None => {
+                    self.held.remove(&key);
+                }
+            },
+            Ok(Some(Attempted { delivery, webhook, .. })) => {
                 if let Some(w) = webhook {
                     self.webhooks.insert(key.0, Cached { webhook: w, at: Instant::now() });
                 }
-                h.record = delivery;
+                let mut delivery = delivery;
                 if let Some(due) = h.rerun.take() {
-                    redeliver(&mut h.record, due, &self.instance_id);
+                    redeliver(&mut delivery, due, &self.instance_id);
                 }
-                self.unwritten.push(h.record.clone());
+                h.record = Some(delivery.clone());
+                self.unwritten.push(delivery);
             }
             Err(e) => {
                 // The webhook could not be read: nothing was sent and the store still has the
@@ -296,7 +391,7 @@ impl Dispatcher {
     /// Writes the finished attempts in one `put_deliveries` (one at a time), then queues the
     /// retries and lets go of the deliveries that are done.
     fn write(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.unwritten.is_empty() {
+        if self.writing || self.unwritten.is_empty() || self.write_after.is_some_and(|t| Instant::now() < t) {
             return;
         }
         self.writing = true;
@@ -310,6 +405,7 @@ impl Dispatcher {
             act.writing = false;
             match result {
                 Ok(()) => {
+                    act.write_after = None;
                     for d in batch {
                         act.written(d);
                     }
@@ -321,6 +417,7 @@ impl Dispatcher {
                     let mut batch = batch;
                     batch.append(&mut act.unwritten);
                     act.unwritten = batch;
+                    act.write_after = Some(Instant::now() + WRITE_RETRY);
                 }
             }
         }));
@@ -332,8 +429,10 @@ impl Dispatcher {
         let Some(h) = self.held.get_mut(&key) else { return };
         if let Some(due) = h.rerun.take() {
             // Redelivery asked for while being written: write that too, then queue it.
-            redeliver(&mut h.record, due, &self.instance_id);
-            self.unwritten.push(h.record.clone());
+            let mut d = d;
+            redeliver(&mut d, due, &self.instance_id);
+            h.record = Some(d.clone());
+            self.unwritten.push(d);
             return;
         }
         match (d.state, d.next_attempt_at) {
@@ -369,7 +468,7 @@ impl Actor for Dispatcher {
                 Ok(list) => {
                     // Its own (and owner-less old rows); other instances' wait for the sweep.
                     let me = act.instance_id.clone();
-                    act.adopt(list, |d| d.owner.as_deref().is_none_or(|o| o == &*me));
+                    act.adopt(list, false, |d| d.owner.as_deref().is_none_or(|o| o == &*me));
                     act.dispatch_due(ctx);
                 }
                 Err(e) => tracing::error!(error = %e, "could not reload pending webhook deliveries"),
@@ -383,7 +482,7 @@ impl Actor for Dispatcher {
             let (store, me, grace) = (act.store.clone(), act.instance_id.clone(), act.orphan_grace);
             ctx.spawn(sweep(store, me, grace).into_actor(act).map(|orphans, act, ctx| match orphans {
                 Ok(list) => {
-                    let adopted = act.adopt(list, |_| true);
+                    let adopted = act.adopt(list, true, |_| true);
                     if adopted > 0 {
                         tracing::warn!(adopted, "adopted overdue webhook deliveries of a stopped instance");
                         act.metrics.webhook_orphans_adopted.inc_by(adopted as u64);
@@ -412,7 +511,7 @@ async fn sweep(store: SharedStore, me: Arc<str>, grace: chrono::Duration) -> any
     let mut alive: HashMap<String, bool> = HashMap::new();
     let mut taken = Vec::new();
     for mut d in store.pending_deliveries().await? {
-        if d.owner.as_deref() == Some(&*me) || !d.next_attempt_at.is_some_and(|due| due < overdue) {
+        if d.owner.as_deref() == Some(&*me) || d.next_attempt_at.is_none_or(|due| due >= overdue) {
             continue;
         }
         let owner_alive = match d.owner.clone() {
@@ -448,8 +547,10 @@ impl Supervised for Dispatcher {
         self.endpoints.clear();
         self.ready.clear();
         self.webhooks.clear();
+        self.unreachable.clear();
         self.unwritten.clear();
         self.writing = false;
+        self.write_after = None;
         self.queued = 0;
         self.in_flight = 0;
         self.metrics.webhook_queue_depth.set(0);
@@ -510,24 +611,8 @@ impl WebhookDispatcher {
         let s = sender.clone();
         let instance_id: Arc<str> = Arc::from(instance_id);
         let id = instance_id.clone();
-        let addr = Supervisor::start(move |_| Dispatcher {
-            sender: s,
-            store,
-            held: HashMap::new(),
-            endpoints: HashMap::new(),
-            ready: BTreeSet::new(),
-            webhooks: HashMap::new(),
-            unwritten: Vec::new(),
-            writing: false,
-            queued: 0,
-            instance_id: id,
-            sweep_every,
-            orphan_grace,
-            in_flight: 0,
-            max_in_flight: max_in_flight.max(1),
-            max_per_endpoint: max_per_endpoint.max(1),
-            metrics,
-        });
+        let caps = (max_in_flight, max_per_endpoint);
+        let addr = Supervisor::start(move |_| Dispatcher::new(s, store, caps, id, sweep_every, orphan_grace, metrics));
         Self { addr, sender, instance_id }
     }
 
@@ -614,5 +699,152 @@ impl BatchHandler for WebhookIntake {
         self.store.put_deliveries(&fresh).await?;
         self.dispatcher.schedule_new(fresh, webhooks);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::Settings;
+    use crate::store::embedded::EmbeddedStore;
+
+    fn settings() -> Settings {
+        Settings::load(Some(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configuration/defaults.toml"))).unwrap()
+    }
+
+    async fn store(dir: &tempfile::TempDir) -> SharedStore {
+        Arc::new(EmbeddedStore::open(dir.path()).await.unwrap())
+    }
+
+    fn pending(webhook_id: u64, id: &str, due: DateTime<Utc>) -> DeliveryRecord {
+        DeliveryRecord {
+            id: id.into(),
+            webhook_id,
+            affiliate_id: 1,
+            event: "product.updated".into(),
+            payload: "{}".into(),
+            state: DeliveryState::Pending,
+            attempts: vec![],
+            next_attempt_at: Some(due),
+            created_at: due,
+            updated_at: due,
+            manual: false,
+            owner: Some("me".into()),
+        }
+    }
+
+    fn dispatcher(store: SharedStore, per_endpoint: usize) -> Dispatcher {
+        let metrics = Metrics::new();
+        let sender = Sender::new(&settings().webhooks, store.clone(), metrics.clone()).unwrap();
+        Dispatcher::new(Arc::new(sender), store, (64, per_endpoint), Arc::from("me"), Duration::from_secs(60), chrono::Duration::seconds(120), metrics)
+    }
+
+    #[actix_web::test]
+    async fn an_endpoint_at_its_cap_leaves_the_ready_set_and_its_backlog_costs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(store(&dir).await, 2);
+        let t0 = Utc::now() - chrono::Duration::seconds(10);
+        for i in 0..1000 {
+            d.enqueue(pending(1, &format!("msg_{i:04}"), t0), t0, false);
+        }
+        d.enqueue(pending(2, "msg_b", t0 + chrono::Duration::seconds(1)), t0 + chrono::Duration::seconds(1), false);
+        assert_eq!(d.queued, 1001);
+        // One entry per endpoint, by its first due time.
+        assert_eq!(d.ready.iter().map(|e| e.1).collect::<Vec<_>>(), vec![1, 2]);
+        // Endpoint 1 at its cap (two attempts that never end): only endpoint 2 is ready.
+        d.endpoints.get_mut(&1).unwrap().in_flight = 2;
+        d.refresh_ready(1);
+        assert_eq!(d.ready.iter().map(|e| e.1).collect::<Vec<_>>(), vec![2]);
+        // A slot frees: endpoint 1 is back, first again.
+        d.endpoints.get_mut(&1).unwrap().in_flight = 1;
+        d.refresh_ready(1);
+        assert_eq!(d.ready.first().map(|e| e.1), Some(1));
+        // An endpoint that did not answer gets one slot: with one in flight it is not ready.
+        d.unreachable.insert(1);
+        d.refresh_ready(1);
+        assert_eq!(d.ready.iter().map(|e| e.1).collect::<Vec<_>>(), vec![2]);
+        d.unreachable.remove(&1);
+        d.refresh_ready(1);
+        assert_eq!(d.ready.first().map(|e| e.1), Some(1));
+        // Its backlog past LOADED_PER_ENDPOINT is held by key only.
+        for i in 1000..LOADED_PER_ENDPOINT + 5 {
+            d.enqueue(pending(1, &format!("msg_{i:05}"), t0), t0, false);
+        }
+        let light = d.held.values().filter(|h| h.record.is_none()).count();
+        assert_eq!(light, 5);
+    }
+
+    #[actix_web::test]
+    async fn a_delivery_is_held_once_and_a_redelivery_waits_for_the_attempt_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(store(&dir).await, 4);
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(30);
+        d.enqueue(pending(1, "msg_a", later), later, false);
+        // The same delivery again (a reload, a redelivered job): one copy.
+        d.enqueue(pending(1, "msg_a", later), later, false);
+        assert_eq!(d.queued, 1);
+        // A manual redelivery of a queued delivery moves it forward, with its record.
+        let mut manual = pending(1, "msg_a", now);
+        manual.manual = true;
+        d.enqueue(manual.clone(), now, true);
+        assert_eq!(d.queued, 1);
+        assert_eq!(d.endpoints[&1].queue.first().map(|e| e.0), Some(now));
+        assert!(d.held[&(1, "msg_a".to_string())].record.as_ref().unwrap().manual);
+        // In flight: a reload is ignored, a redelivery runs after the attempt is written.
+        let key = (1, "msg_a".to_string());
+        d.endpoints.get_mut(&1).unwrap().queue.clear();
+        d.queued = 0;
+        d.held.get_mut(&key).unwrap().due = None;
+        d.enqueue(pending(1, "msg_a", now), now, false);
+        assert!(d.held[&key].rerun.is_none());
+        d.enqueue(manual, now, true);
+        assert_eq!(d.held[&key].rerun, Some(now));
+        // The attempt ends (succeeded): written as the redelivery asks, then queued again.
+        d.endpoints.get_mut(&1).unwrap().in_flight = 1;
+        d.in_flight = 1;
+        let mut done = pending(1, "msg_a", now);
+        done.state = DeliveryState::Succeeded;
+        done.next_attempt_at = None;
+        d.finished(key.clone(), Ok(Some(Attempted { delivery: done, webhook: None, unreachable: false })));
+        assert_eq!(d.unwritten.len(), 1);
+        assert_eq!(d.unwritten[0].state, DeliveryState::Pending);
+        assert!(d.unwritten[0].manual);
+        let written = d.unwritten.pop().unwrap();
+        d.written(written);
+        assert_eq!(d.queued, 1);
+        assert_eq!(d.held[&key].due, Some(now));
+    }
+
+    #[actix_web::test]
+    async fn the_intake_stores_each_job_once_and_drops_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let s = settings();
+        let metrics = Metrics::new();
+        // First attempts an hour away: nothing is sent (nor written) while the test looks.
+        let mut webhooks = s.webhooks.clone();
+        webhooks.retry_schedule = vec!["1h".into()];
+        let sender = Sender::new(&webhooks, store.clone(), metrics.clone()).unwrap();
+        let dispatcher = WebhookDispatcher::start(sender, store.clone(), 64, 4, "me", Duration::from_secs(3600), chrono::Duration::seconds(120), metrics);
+        let intake = WebhookIntake { store: store.clone(), dispatcher };
+        let job = |n: u32| WebhookJob {
+            job_id: format!("product-changes:0:{n}:7"),
+            webhook_id: 7,
+            affiliate_id: 1,
+            event: "product.updated".into(),
+            payload_json: format!("{{\"n\":{n}}}"),
+            occurred_at_ms: 1_700_000_000_000,
+        };
+        let at = |offset: i64| Delivery { topic: "webhook-jobs".into(), partition: 0, offset, key: "webhook:7".into(), payload: vec![] };
+        // The same job twice in one slice, and another.
+        intake.handle_batch(vec![(job(1), at(0)), (job(1), at(1)), (job(2), at(2))]).await.unwrap();
+        let stored = store.deliveries_of(7, 10).await.unwrap();
+        assert_eq!(stored.len(), 2);
+        // The slice again (redelivered) and a new job: only the new one is stored.
+        let first = store.get_delivery(7, &delivery_id(&job(1))).await.unwrap().unwrap();
+        intake.handle_batch(vec![(job(1), at(0)), (job(2), at(2)), (job(3), at(3))]).await.unwrap();
+        assert_eq!(store.deliveries_of(7, 10).await.unwrap().len(), 3);
+        assert_eq!(store.get_delivery(7, &delivery_id(&job(1))).await.unwrap().unwrap(), first, "a repeat leaves the stored delivery as it was");
     }
 }

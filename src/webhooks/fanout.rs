@@ -29,16 +29,19 @@ impl BatchHandler for WebhookFanOut {
 
     async fn handle_batch(&self, batch: Vec<(ProductChanged, Delivery)>) -> anyhow::Result<()> {
         // Per slice: what each distinct change delivers, and who subscribes to each event.
-        let mut outgoing: HashMap<String, Option<Outgoing>> = HashMap::new();
+        let mut outgoing: HashMap<String, Option<(Outgoing, String)>> = HashMap::new();
         let mut subscribers: HashMap<&'static str, Vec<WebhookRecord>> = HashMap::new();
         let mut jobs = Vec::new();
         for (event, delivery) in batch {
             let change = format!("{:?}", event.change);
             if !outgoing.contains_key(&change) {
                 let out = payloads::for_change(&self.store, &self.base_url, &event.change).await?;
-                outgoing.insert(change.clone(), out);
+                outgoing.insert(change.clone(), out.map(|o| {
+                    let json = o.object.to_string();
+                    (o, json)
+                }));
             }
-            let Some(out) = &outgoing[&change] else { continue };
+            let Some((out, object_json)) = &outgoing[&change] else { continue };
             if !subscribers.contains_key(out.event) {
                 subscribers.insert(out.event, self.store.webhooks_for_event(out.event).await?);
             }
@@ -52,7 +55,7 @@ impl BatchHandler for WebhookFanOut {
                     webhook_id: webhook.id,
                     affiliate_id: webhook.affiliate_id,
                     event: out.event.to_string(),
-                    payload_json: payloads::wrap(out.event, webhook.id, event.occurred_at_ms, out.key, &out.object),
+                    payload_json: payloads::wrap_json(out.event, webhook.id, event.occurred_at_ms, out.key, object_json),
                     occurred_at_ms: event.occurred_at_ms,
                 });
             }

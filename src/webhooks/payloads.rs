@@ -14,9 +14,19 @@ pub fn occurred_at(ms: i64) -> String {
 
 /// The body sent to one webhook.
 pub fn wrap(event: &str, webhook_id: u64, occurred_at_ms: i64, key: &str, object: &Value) -> String {
-    let mut body = json!({ "event": event, "webhook_id": webhook_id, "occurred_at": occurred_at(occurred_at_ms) });
-    body[key] = object.clone();
-    body.to_string()
+    wrap_json(event, webhook_id, occurred_at_ms, key, &object.to_string())
+}
+
+/// [`wrap`] of an object already serialised (`object_json`), for an object sent to many
+/// webhooks: the same bytes, without serialising the object again for each.
+pub fn wrap_json(event: &str, webhook_id: u64, occurred_at_ms: i64, key: &str, object_json: &str) -> String {
+    let text = |s: &str| Value::from(s).to_string();
+    format!(
+        "{{\"event\":{},\"webhook_id\":{webhook_id},\"occurred_at\":{},{}:{object_json}}}",
+        text(event),
+        text(&occurred_at(occurred_at_ms)),
+        text(key)
+    )
 }
 
 /// What a change delivers: the webhook event, the payload key, the object, and who may
@@ -89,5 +99,20 @@ pub async fn for_change(store: &SharedStore, base_url: &str, change: &ContentCha
             Ok(Some(Outgoing { event: "promotion.created", key: "promotion", object, audience: None }))
         }
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_is_the_event_the_webhook_the_time_then_the_object() {
+        let object = json!({"id": 7, "title": "A \"quoted\" title", "price": {"amount": 215.49, "currency": "USD"}});
+        let body = wrap("product.updated", 12, 1_717_755_675_482, "product", &object);
+        let mut expected = json!({"event": "product.updated", "webhook_id": 12, "occurred_at": "2024-06-07T10:21:15.482Z"});
+        expected["product"] = object.clone();
+        assert_eq!(body, expected.to_string());
+        assert_eq!(body, wrap_json("product.updated", 12, 1_717_755_675_482, "product", &object.to_string()));
     }
 }

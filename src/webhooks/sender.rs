@@ -42,6 +42,9 @@ pub struct Attempted {
     /// The webhook as later attempts should see it, when the attempt changed it (an endpoint
     /// that starts or stops failing, or is disabled); `Some(None)`: it is gone.
     pub webhook: Option<Option<WebhookRecord>>,
+    /// The endpoint did not answer at all (timeout, connection refused or failed): the
+    /// dispatcher gives it one attempt at a time until it answers again.
+    pub unreachable: bool,
 }
 
 pub struct Sender {
@@ -71,7 +74,7 @@ impl Sender {
             allow,
             schedule: settings.schedule().map_err(anyhow::Error::msg)?,
             jitter: settings.retry_jitter,
-            disable_after: chrono::Duration::hours(i64::try_from(settings.disable_after_hours).unwrap_or(i64::MAX / 3600_000)),
+            disable_after: chrono::Duration::hours(i64::try_from(settings.disable_after_hours).unwrap_or(i64::MAX / 3_600_000)),
             body_limit: settings.response_body_limit_bytes,
             metrics,
         })
@@ -89,19 +92,13 @@ impl Sender {
         now + chrono::Duration::from_std(self.delay_before(0).unwrap_or_default()).unwrap_or_default()
     }
 
-    /// The store the sender writes endpoint transitions to (the dispatcher reads webhooks
-    /// it has not cached from it).
-    pub fn store(&self) -> &SharedStore {
-        &self.store
-    }
-
     /// POSTs the delivery once to `webhook` (`None`: deleted) and answers the delivery with
     /// the attempt recorded; writing it is the caller's (the dispatcher writes finished
     /// attempts in batches). The webhook is written only when the endpoint's health changes
     /// (it starts or stops failing, or is disabled): rare, and never per attempt.
     pub async fn attempt(&self, webhook: Option<&WebhookRecord>, mut d: DeliveryRecord) -> Attempted {
         if d.state != DeliveryState::Pending {
-            return Attempted { delivery: d, webhook: None };
+            return Attempted { delivery: d, webhook: None, unreachable: false };
         }
         let now = Utc::now();
         let webhook = match webhook {
@@ -147,7 +144,7 @@ impl Sender {
         d.manual = false;
         self.metrics.webhook_deliveries.with_label_values(&[&d.event, next]).inc();
         self.metrics.webhook_attempt_seconds.with_label_values(&[next]).observe(latency.as_secs_f64());
-        Attempted { delivery: d, webhook }
+        Attempted { delivery: d, webhook, unreachable: outcome.is_err() }
     }
 
     fn give_up(&self, mut d: DeliveryRecord, now: DateTime<Utc>, why: String) -> Attempted {
@@ -157,7 +154,7 @@ impl Sender {
         d.updated_at = now;
         d.manual = false;
         self.metrics.webhook_deliveries.with_label_values(&[&d.event, "failed"]).inc();
-        Attempted { delivery: d, webhook: None }
+        Attempted { delivery: d, webhook: None, unreachable: false }
     }
 
     /// The HTTP exchange: status and the first bytes of the answer, or why there was none.
