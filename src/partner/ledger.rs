@@ -223,6 +223,21 @@ fn new_conversion(e: &ConversionRecorded, split: Split, now: chrono::DateTime<Ut
     }
 }
 
+/// Partners' enabled webhooks, read once per partner per batch: deciding which reward events
+/// to keep and publishing them use the same read.
+#[derive(Default)]
+struct EnabledWebhooks(HashMap<u64, Vec<crate::store::WebhookRecord>>);
+
+impl EnabledWebhooks {
+    async fn of(&mut self, store: &SharedStore, affiliate_id: u64) -> anyhow::Result<&[crate::store::WebhookRecord]> {
+        if !self.0.contains_key(&affiliate_id) {
+            let enabled = store.webhooks_of(affiliate_id).await?.into_iter().filter(|w| w.disabled_at.is_none()).collect();
+            self.0.insert(affiliate_id, enabled);
+        }
+        Ok(&self.0[&affiliate_id])
+    }
+}
+
 /// The one writer of conversions (see the module docs).
 pub struct LedgerWriter {
     pub store: SharedStore,
@@ -243,18 +258,14 @@ impl LedgerWriter {
     /// Publishes the outbox of `conversions`: reward webhook jobs (ids from the causing
     /// event's position, so a republished job is dropped by the intake) and payout jobs (the
     /// payer skips a payment that is no longer in flight).
-    async fn publish_outbox(&self, conversions: &[&ConversionRecord]) -> anyhow::Result<()> {
-        let mut webhooks: HashMap<u64, Vec<crate::store::WebhookRecord>> = HashMap::new();
+    async fn publish_outbox(&self, conversions: &[&ConversionRecord], webhooks: &mut EnabledWebhooks) -> anyhow::Result<()> {
         let (mut jobs, mut payouts) = (Vec::new(), Vec::new());
         for c in conversions {
             for item in &c.outbox {
                 match item {
                     OutboxItem::Reward { event, source, occurred_at_ms, reward } => {
-                        if !webhooks.contains_key(&c.affiliate_id) {
-                            webhooks.insert(c.affiliate_id, self.store.webhooks_of(c.affiliate_id).await?);
-                        }
-                        for w in &webhooks[&c.affiliate_id] {
-                            if &w.event != event || w.disabled_at.is_some() {
+                        for w in webhooks.of(&self.store, c.affiliate_id).await? {
+                            if &w.event != event {
                                 continue;
                             }
                             jobs.push(WebhookJob {
@@ -297,7 +308,7 @@ impl BatchHandler for LedgerWriter {
         // outbox is republished because the events that made it are delivered again.
         let (mut changed, mut replayed) = (BTreeSet::new(), BTreeSet::new());
         let mut legs = Vec::new();
-        let mut subscribed: HashMap<u64, BTreeSet<String>> = HashMap::new();
+        let mut webhooks = EnabledWebhooks::default();
         let now = Utc::now();
         for (event, d) in batch {
             let id = event.conversion_id();
@@ -367,13 +378,11 @@ impl BatchHandler for LedgerWriter {
             // (read once per partner per batch): most conversions notify nobody.
             let source = format!("{}:{}:{}", d.topic, d.partition, d.offset);
             let affiliate = row.affiliate_id;
-            if !step.events.is_empty() && !subscribed.contains_key(&affiliate) {
-                let events = self.store.webhooks_of(affiliate).await?.into_iter().filter(|w| w.disabled_at.is_none()).map(|w| w.event).collect();
-                subscribed.insert(affiliate, events);
-            }
+            let subscribed: BTreeSet<&str> =
+                if step.events.is_empty() { BTreeSet::new() } else { webhooks.of(&self.store, affiliate).await?.iter().map(|w| w.event.as_str()).collect() };
             let row = rows.get_mut(&id).expect("written above");
             for name in step.events {
-                if subscribed[&affiliate].contains(name) {
+                if subscribed.contains(name) {
                     row.outbox.push(OutboxItem::Reward { event: name.to_string(), source: source.clone(), occurred_at_ms: now.timestamp_millis(), reward: reward_object(row) });
                 }
             }
@@ -384,7 +393,7 @@ impl BatchHandler for LedgerWriter {
             POSTINGS.with_label_values(&[&l.account]).inc();
         }
         let outbox: Vec<&ConversionRecord> = changed.union(&replayed).filter_map(|id| rows.get(id)).filter(|c| !c.outbox.is_empty()).collect();
-        self.publish_outbox(&outbox).await
+        self.publish_outbox(&outbox, &mut webhooks).await
     }
 }
 
