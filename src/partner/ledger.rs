@@ -437,7 +437,10 @@ pub async fn request_payment(store: &SharedStore, bus: &SharedBus, only: Option<
     let mut pause = Duration::from_millis(5);
     while !waiting.is_empty() {
         let mut still = Vec::new();
-        for c in store.get_conversions(&waiting).await? {
+        // The read itself is bounded by the wait: thousands of rewards on a busy store must
+        // not hold the answer past it (what is not read yet counts as pending).
+        let Ok(read) = tokio::time::timeout_at(deadline, store.get_conversions(&waiting)).await else { break };
+        for c in read? {
             match c.payment.as_ref().filter(|p| p.request_id == request_id) {
                 Some(p) => match &p.outcome {
                     Some(PaymentOutcome::Paid { .. }) => summary.paid += 1,

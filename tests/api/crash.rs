@@ -209,7 +209,9 @@ async fn a_killed_service_loses_no_accepted_postback_and_counts_none_twice() {
     }
 
     // Pay everything queued, then the books must balance.
-    let paid: Value = client.post(format!("{base}/admin/v1/rewards/pay")).bearer_auth(ADMIN).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    // Thousands of rewards: the answer may take the whole wait (`payouts.wait_ms`) and more
+    // on a busy machine, beyond the 30 s the other calls allow.
+    let paid: Value = client.post(format!("{base}/admin/v1/rewards/pay")).timeout(Duration::from_secs(180)).bearer_auth(ADMIN).json(&json!({})).send().await.unwrap().json().await.unwrap();
     assert!(paid["data"]["paid"].as_u64().is_some(), "{paid}");
     let (status, _) = server.terminate().await;
     assert!(status.success(), "{}", server.logs());
