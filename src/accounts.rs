@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{AffiliateRecord, ApiKeyRecord, RatePlan, Sequence, UserRecord};
 use chrono::{Duration, Utc};
+use hissaback_topics::events::CredentialChange;
 
 /// What a new affiliate is made of (already validated).
 pub struct NewAffiliate {
@@ -137,6 +138,7 @@ pub async fn rotate_key(state: &AppState, key_id: u64, grace_seconds: u64) -> Re
     old.expires_at = Some(Utc::now() + grace);
     old.rotated_to = Some(issued.record.id);
     state.store.put_key(&old).await?;
+    credentials_changed(state, CredentialChange::Key { key_id: old.id, affiliate_id: old.affiliate_id }).await?;
     Ok((issued, old))
 }
 
@@ -147,7 +149,16 @@ pub async fn revoke_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, A
         key.revoked_at = Some(Utc::now());
         state.store.put_key(&key).await?;
     }
+    // Announced on every call, so a retry after a failed publish still reaches every instance.
+    credentials_changed(state, CredentialChange::Key { key_id: key.id, affiliate_id: key.affiliate_id }).await?;
     Ok(key)
+}
+
+/// A credential change takes effect here at once and on every other instance through
+/// `credential-changes` (see `credentials.rs`). Call it after the store write.
+pub async fn credentials_changed(state: &AppState, change: CredentialChange) -> Result<(), ApiError> {
+    state.credentials.forget(change);
+    crate::events::emit_credential_change(state.bus.as_ref(), change).await
 }
 
 pub async fn get_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, ApiError> {

@@ -5,11 +5,15 @@
 //! `?api_key=`), with the seed's exact 401 messages. Handlers then ask for the scope they
 //! need with [`Authenticated::require`]. [`Admin`] guards the admin API with its bearer token.
 //!
-//! No credential is cached: a revoked key fails on the very next request.
+//! Credentials come from the in-memory cache (`credentials.rs`) and the store on a miss; a
+//! change made on this instance applies to its very next request, on the others within the
+//! time `credential-changes` takes to reach them.
 
 use crate::domain::{PlainApiKey, Scope};
 use crate::error::{messages, ApiError};
+use crate::credentials::Resolved;
 use crate::state::AppState;
+use std::sync::Arc;
 use crate::store::{AffiliateRecord, ApiKeyRecord};
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
@@ -26,8 +30,8 @@ pub const KEY_HEADER: &str = "X-Affiliate-Api-Key";
 /// Who is calling: the affiliate and the key it used.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
-    pub affiliate: AffiliateRecord,
-    pub key: ApiKeyRecord,
+    pub affiliate: Arc<AffiliateRecord>,
+    pub key: Arc<ApiKeyRecord>,
 }
 
 impl Authenticated {
@@ -88,25 +92,39 @@ pub fn bearer_token(value: &str) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
 
-async fn authenticate(state: web::Data<AppState>, raw: Option<String>) -> Result<Authenticated, ApiError> {
+async fn authenticate(state: &AppState, raw: Option<String>) -> Result<Authenticated, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::unauthenticated(messages::KEY_MISSING))?;
     let plain = PlainApiKey::parse(&raw).ok_or_else(|| ApiError::unauthenticated(messages::KEY_INVALID))?;
-    let key = state
-        .store
-        .key_by_hash(&state.hasher.hash(&plain))
-        .await?
-        .filter(|k| k.is_usable_at(Utc::now()))
-        .ok_or_else(|| ApiError::unauthenticated(messages::KEY_INVALID))?;
-    let affiliate = state
-        .store
-        .get_affiliate(key.affiliate_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated(messages::AFFILIATE_NOT_RESOLVED))?;
-    if !affiliate.active {
+    let digest = state.hasher.digest(&plain);
+    let resolved = match state.credentials.get(&digest) {
+        Some(hit) => hit,
+        None => {
+            let ticket = state.credentials.ticket();
+            let key = state
+                .store
+                .key_by_hash(&hex::encode(digest))
+                .await?
+                .filter(|k| k.is_usable_at(Utc::now()))
+                .ok_or_else(|| ApiError::unauthenticated(messages::KEY_INVALID))?;
+            let affiliate = state
+                .store
+                .get_affiliate(key.affiliate_id)
+                .await?
+                .ok_or_else(|| ApiError::unauthenticated(messages::AFFILIATE_NOT_RESOLVED))?;
+            let resolved = Arc::new(Resolved { key: Arc::new(key), affiliate: Arc::new(affiliate) });
+            state.credentials.fill(digest, ticket, resolved.clone());
+            resolved
+        }
+    };
+    // Expiry (a rotated key's grace window) is checked on every request, cached or not.
+    if !resolved.key.is_usable_at(Utc::now()) {
+        return Err(ApiError::unauthenticated(messages::KEY_INVALID));
+    }
+    if !resolved.affiliate.active {
         return Err(ApiError::unauthenticated(messages::AFFILIATE_INACTIVE));
     }
-    state.key_usage.used(key.id);
-    Ok(Authenticated { affiliate, key })
+    state.key_usage.used(resolved.key.id);
+    Ok(Authenticated { affiliate: resolved.affiliate.clone(), key: resolved.key.clone() })
 }
 
 impl FromRequest for Authenticated {
@@ -121,7 +139,7 @@ impl FromRequest for Authenticated {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
             let ip = client_ip(&req);
             refuse_blocked(&state, ip)?;
-            match authenticate(state.clone(), raw).await {
+            match authenticate(&state, raw).await {
                 Ok(auth) => {
                     req.extensions_mut().insert(crate::usage::Caller::Key { affiliate_id: auth.affiliate.id, key_id: auth.key.id });
                     let plan = Plan { per_minute: auth.key.rate_limit.per_minute, burst: auth.key.rate_limit.burst };

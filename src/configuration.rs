@@ -185,6 +185,8 @@ pub struct StoreSettings {
     pub backend: StoreBackend,
     /// Embedded store and embedded topic data (`HISSABACK_DATA_DIR`).
     pub data_dir: PathBuf,
+    /// Embedded store: read-only WAL connections beside the writer (0: one per core, at least 2).
+    pub read_connections: usize,
     pub scylla: ScyllaSettings,
 }
 
@@ -267,6 +269,10 @@ pub struct AuthSettings {
     pub rotation_grace_seconds: u64,
     /// Rate plan of keys issued without one.
     pub default_rate_limit: RatePlanSettings,
+    /// Credentials kept in memory (entries).
+    pub key_cache_capacity: u64,
+    /// Backstop lifetime of a cached credential, should a change event be missed.
+    pub key_cache_ttl_seconds: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]

@@ -108,3 +108,14 @@ pub async fn emit_change(
     let event = hissaback_topics::events::ProductChanged { change, occurred_at_ms: chrono::Utc::now().timestamp_millis() };
     hissaback_topics::bus::publish_event(bus, &event).await.map_err(crate::error::ApiError::unavailable)
 }
+
+/// Publishes a credential change (key revoked or rotated, affiliate changed) so every
+/// instance drops what it cached. As with [`emit_change`], the store write has happened: a
+/// bus failure answers 503 and the caller retries.
+pub async fn emit_credential_change(
+    bus: &dyn hissaback_topics::EventBus,
+    change: hissaback_topics::events::CredentialChange,
+) -> Result<(), crate::error::ApiError> {
+    let event = hissaback_topics::events::CredentialChanged { change, occurred_at_ms: chrono::Utc::now().timestamp_millis() };
+    hissaback_topics::bus::publish_event(bus, &event).await.map_err(crate::error::ApiError::unavailable)
+}

@@ -26,6 +26,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod configuration;
 pub mod content;
+pub mod credentials;
 pub mod demo;
 pub mod domain;
 pub mod error;

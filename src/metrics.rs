@@ -182,25 +182,46 @@ fn sane_request_id(v: &HeaderValue) -> Option<HeaderValue> {
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))).then(|| v.clone())
 }
 
+/// A random (v4) UUID from the thread's generator: no system call per request.
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buf = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).expect("uuid is a valid header")
+}
+
+/// The `method` label: a standard method, or `OTHER`, so clients cannot mint new series
+/// by sending made-up methods.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// Middleware: request id in and out, request count and latency by route pattern.
 pub async fn track(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let state = req.app_data::<web::Data<crate::state::AppState>>().cloned();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(sane_request_id)
-        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is a valid header"));
+    let request_id = req.headers().get(REQUEST_ID).and_then(sane_request_id).unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(request_id.to_str().unwrap_or_default().to_string()));
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let mut res = next.call(req).await?;
     if let Some(state) = state {
         // Unmatched paths share one label so scanners cannot explode the series count.
         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
         let status = res.status().as_u16().to_string();
         let elapsed = started.elapsed();
-        state.metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
-        state.metrics.http_duration.with_label_values(&[&method, &route]).observe(elapsed.as_secs_f64());
+        state.metrics.http_requests.with_label_values(&[method, &route, &status]).inc();
+        state.metrics.http_duration.with_label_values(&[method, &route]).observe(elapsed.as_secs_f64());
         crate::usage::record(&state, &res, &route, request_id.to_str().unwrap_or_default(), elapsed);
     }
     res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), request_id);

@@ -2,6 +2,7 @@
 //! listener, serve until SIGINT/SIGTERM, then drain and flush.
 
 use crate::configuration::Settings;
+use crate::credentials::{CredentialFollower, Credentials};
 use crate::domain::KeyHasher;
 use crate::extract;
 use crate::metrics::{self, Metrics};
@@ -74,6 +75,17 @@ impl Application {
         .with_options(consumer_options)
         .with_health(consumer_health.clone())
         .with_transient(store_unavailable)
+        .start_supervised();
+        let credentials = Credentials::new(settings.auth.key_cache_capacity, Duration::from_secs(settings.auth.key_cache_ttl_seconds));
+        let credential_follower = ConsumerActor::one_by_one(
+            "credential-follower",
+            bus.clone(),
+            format!("credentials.{}", settings.server.instance_id),
+            Arc::new(CredentialFollower(credentials.clone())),
+            metrics.consumers.clone(),
+        )
+        .with_options(consumer_options)
+        .with_health(consumer_health.clone())
         .start_supervised();
         let offers: Arc<OfferCatalogue> = Arc::new(
             OfferCatalogue::start(
@@ -206,6 +218,7 @@ impl Application {
             store,
             bus,
             hasher: KeyHasher::new(pepper),
+            credentials,
             key_usage: key_usage.clone(),
             usage: usage.clone(),
             public_base_url,
@@ -240,7 +253,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), credential_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
     }
 
     pub fn port(&self) -> u16 {

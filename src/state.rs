@@ -14,6 +14,8 @@ pub struct AppState {
     pub store: SharedStore,
     pub bus: SharedBus,
     pub hasher: KeyHasher,
+    /// API keys and their affiliates in memory, kept current by `credential-changes`.
+    pub credentials: crate::credentials::Credentials,
     pub key_usage: KeyUsage,
     /// Usage counters, campaign clicks and the audit log (batched by the usage recorder).
     pub usage: hissaback_actors::usage::Usage,

@@ -88,20 +88,26 @@ impl PlainApiKey {
 /// Hashes plain keys with the server's pepper.
 #[derive(Clone)]
 pub struct KeyHasher {
-    pepper: SecretString,
+    /// The HMAC already keyed with the pepper: each hash clones it instead of deriving the
+    /// key schedule again (the request path hashes every presented key).
+    keyed: Hmac<Sha256>,
 }
 
 impl KeyHasher {
     pub fn new(pepper: SecretString) -> Self {
-        Self { pepper }
+        Self { keyed: Hmac::<Sha256>::new_from_slice(pepper.expose_secret().as_bytes()).expect("HMAC accepts keys of any length") }
+    }
+
+    /// The HMAC-SHA256 of the plain key under the pepper, as bytes (what caches key on).
+    pub fn digest(&self, key: &PlainApiKey) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        mac.update(key.expose().as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Hex HMAC-SHA256 of the plain key under the pepper: what the store keeps and looks up.
     pub fn hash(&self, key: &PlainApiKey) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose_secret().as_bytes())
-            .expect("HMAC accepts keys of any length");
-        mac.update(key.expose().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(self.digest(key))
     }
 }
 

@@ -7,6 +7,7 @@ mod flow;
 
 mod admin;
 mod auth;
+mod credentials;
 mod blogs;
 mod binary;
 mod crash;

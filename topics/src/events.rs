@@ -185,6 +185,39 @@ impl Event for WebhookJob {
     }
 }
 
+/// Whose credentials changed (topic `credential-changes`). The event says only who; a
+/// follower drops what it cached and reads the store again on the next request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum CredentialChange {
+    /// A key was revoked, rotated or otherwise changed.
+    Key { key_id: u64, affiliate_id: u64 },
+    /// An affiliate was changed (deactivated, approved...): every key of it is affected.
+    Affiliate { affiliate_id: u64 },
+}
+
+impl CredentialChange {
+    pub fn affiliate_id(self) -> u64 {
+        match self {
+            CredentialChange::Key { affiliate_id, .. } | CredentialChange::Affiliate { affiliate_id } => affiliate_id,
+        }
+    }
+}
+
+/// A credential change with its time.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CredentialChanged {
+    pub change: CredentialChange,
+    pub occurred_at_ms: i64,
+}
+
+impl Event for CredentialChanged {
+    const TOPIC: Topic = Topic::CredentialChanges;
+    /// One affiliate's changes stay in order.
+    fn key(&self) -> String {
+        format!("affiliate:{}", self.change.affiliate_id())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +261,11 @@ mod tests {
         assert_eq!(decode::<ConversionRecorded>(&encode(&c).unwrap()).unwrap(), c);
         let pc = ProductChanged { change: ContentChange::BlogUnpublished { blog_id: 5, reason: "r".into() }, occurred_at_ms: 1 };
         assert_eq!(decode::<ProductChanged>(&encode(&pc).unwrap()).unwrap(), pc);
+        for change in [CredentialChange::Key { key_id: 4, affiliate_id: 2 }, CredentialChange::Affiliate { affiliate_id: 2 }] {
+            let cc = CredentialChanged { change, occurred_at_ms: 3 };
+            assert_eq!(decode::<CredentialChanged>(&encode(&cc).unwrap()).unwrap(), cc);
+            assert_eq!(cc.key(), "affiliate:2");
+        }
         let w = WebhookJob {
             job_id: "j".into(),
             webhook_id: 9,

@@ -17,16 +17,20 @@ pub enum Topic {
     /// Payments to make through the payout provider, keyed by end user (one payer per user,
     /// which also owns netting that user's clawbacks).
     Payouts,
+    /// API keys and affiliates whose credentials changed (revoked, rotated, deactivated...):
+    /// every instance follows it to drop what its credential cache holds.
+    CredentialChanges,
 }
 
 impl Topic {
     /// Every topic, in a stable order (used by `hissaback migrate` to create them).
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Postbacks,
         Topic::Conversions,
         Topic::ProductChanges,
         Topic::WebhookJobs,
         Topic::Payouts,
+        Topic::CredentialChanges,
     ];
 
     /// The topic's base name, without the deployment's prefix.
@@ -37,6 +41,7 @@ impl Topic {
             Topic::ProductChanges => "product-changes",
             Topic::WebhookJobs => "webhook-jobs",
             Topic::Payouts => "payouts",
+            Topic::CredentialChanges => "credential-changes",
         }
     }
 

@@ -171,5 +171,6 @@ pub async fn update(
     }
     affiliate.updated_at = Utc::now();
     state.store.put_affiliate(&affiliate).await?;
+    accounts::credentials_changed(&state, hissaback_topics::events::CredentialChange::Affiliate { affiliate_id: affiliate.id }).await?;
     Ok(answer(actix_web::http::StatusCode::OK, &affiliate))
 }
