@@ -40,28 +40,33 @@ pub fn record<B>(state: &AppState, res: &ServiceResponse<B>, route: &str, reques
     let caller = req.extensions().get::<Caller>().copied();
     let status = res.status().as_u16();
     let now = Utc::now();
-    if let Some(Caller::Key { affiliate_id, key_id }) = caller {
-        let cell = UsageCell { affiliate_id, period: minute_of(now), key_id, route: route.to_string(), status_class: status_class(status) };
-        state.usage.requested(cell, status == 429);
-    }
+    let usage = match caller {
+        Some(Caller::Key { affiliate_id, key_id }) => {
+            Some(UsageCell { affiliate_id, period: minute_of(now), key_id, route: route.to_string(), status_class: status_class(status) })
+        }
+        _ => None,
+    };
     let (actor, affiliate_id, key_id, network_id) = match caller {
         Some(Caller::Key { affiliate_id, key_id }) => (AuditActor::Key, affiliate_id, Some(key_id), None),
         Some(Caller::Admin) => (AuditActor::Admin, 0, None, None),
         Some(Caller::Network { network_id }) => (AuditActor::Network, 0, None, Some(network_id)),
         None => (AuditActor::Anonymous, 0, None, None),
     };
-    state.usage.audited(AuditEntry {
+    let path = req.path();
+    let audit = AuditEntry {
         at: now,
         affiliate_id,
         key_id,
         network_id,
         actor,
-        method: req.method().to_string(),
+        // Bounded like the metrics label: a made-up method is recorded as `OTHER`.
+        method: crate::metrics::method_label(req.method()).to_string(),
         route: route.to_string(),
-        path: req.path().chars().take(512).collect(),
+        path: if path.len() <= 512 { path.to_string() } else { path.chars().take(512).collect() },
         status,
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         client_ip: req.peer_addr().map(|a| a.ip().to_string()),
         request_id: request_id.to_string(),
-    });
+    };
+    state.usage.answered(usage, status == 429, audit);
 }

@@ -81,6 +81,27 @@ async fn metrics_count_requests_by_route_and_time_them() {
     assert!(!after.contains("probe-1") && !after.contains("probe-2"), "{after}");
 }
 
+/// Made-up methods share one `OTHER` label: 100 requests with random methods add at most
+/// one series per route and status, not one per method.
+#[actix_web::test]
+async fn metrics_label_unknown_methods_as_other() {
+    let app = spawn_app().await;
+    let series = |text: &str| text.lines().filter(|l| l.starts_with("hissaback_http_requests_total{")).count();
+    let before = series(&app.get("/metrics").await.text);
+    for i in 0..100 {
+        let method = reqwest::Method::from_bytes(format!("X{i}RANDOM").as_bytes()).unwrap();
+        let r = app.send(app.client.request(method, app.url("/api/v1/test"))).await;
+        assert!(r.status == 405 || r.status == 401 || r.status == 404, "{}: {}", r.status, r.text);
+        assert_eq!(r.body["success"], false, "{}", r.text);
+    }
+    let text = app.get("/metrics").await.text;
+    assert!(series(&text) <= before + 3, "{} series after 100 random methods (was {before})", series(&text));
+    assert!(!text.contains("X1RANDOM"), "a made-up method became a label");
+    let other = samples(&text, "hissaback_http_requests_total", &[r#"method="OTHER""#]);
+    let counted: u64 = other.iter().map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(counted, 100, "{other:?}");
+}
+
 #[actix_web::test]
 async fn metrics_count_failed_authentications() {
     let app = spawn_app().await;

@@ -20,6 +20,26 @@ impl Handler<Requested> for UsageRecorder {
     }
 }
 
+/// One answered API request: its usage count (requests that presented a valid key) and its
+/// audit row, in one message so recording a request is one bounded push.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Answered {
+    pub usage: Option<(UsageCell, UsageCounts)>,
+    pub audit: AuditEntry,
+}
+
+impl Handler<Answered> for UsageRecorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: Answered, _ctx: &mut Self::Context) {
+        if let Some((cell, counts)) = msg.usage {
+            self.count(cell, counts);
+        }
+        self.audit(msg.audit);
+    }
+}
+
 /// One click on a campaign's link.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use handlers::{Audited, Clicked, Flush, Requested};
+pub use handlers::{Answered, Audited, Clicked, Flush, Requested};
 
 /// The recorder's own metrics.
 #[derive(Clone)]
@@ -248,6 +248,13 @@ impl Usage {
     /// Fire-and-forget: one answered request of a key.
     pub fn requested(&self, cell: UsageCell, rate_limited: bool) {
         self.dropped(self.addr.try_send(Requested { cell, counts: UsageCounts { requests: 1, rate_limited: u64::from(rate_limited) } }));
+    }
+
+    /// Fire-and-forget: one answered request, its usage count (when a key was presented) and
+    /// its audit row together.
+    pub fn answered(&self, usage: Option<UsageCell>, rate_limited: bool, audit: AuditEntry) {
+        let usage = usage.map(|cell| (cell, UsageCounts { requests: 1, rate_limited: u64::from(rate_limited) }));
+        self.dropped(self.addr.try_send(Answered { usage, audit }));
     }
 
     /// Fire-and-forget: one click on a campaign's link.
