@@ -92,7 +92,7 @@ async fn no_request_started_after_a_revocation_succeeds_under_concurrent_load() 
         actix_web::rt::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(app.revoke_key(p.key_id).await.status, 200);
         *revoked_at.lock().unwrap() = Some(Instant::now());
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        actix_web::rt::time::sleep(Duration::from_millis(1000)).await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut checked = 0;
         for c in callers {
@@ -100,7 +100,7 @@ async fn no_request_started_after_a_revocation_succeeds_under_concurrent_load() 
             assert!(late.is_empty(), "round {round}: requests started after the revocation answered {late:?}");
             checked += after;
         }
-        assert!(checked > 16, "round {round}: only {checked} requests started after the revocation");
+        assert!(checked >= 16, "round {round}: only {checked} requests started after the revocation");
     }
 }
 
@@ -110,6 +110,15 @@ async fn no_request_started_after_a_revocation_succeeds_under_concurrent_load() 
 #[actix_web::test]
 async fn a_change_announced_on_the_topic_reaches_this_cache_within_a_second() {
     let app = spawn_app().await;
+    // A fresh consumer group takes a few seconds to join on Kafka: wait until the follower
+    // applies events at all, then measure one.
+    revoke_behind_the_back(&app, Duration::from_secs(60)).await;
+    revoke_behind_the_back(&app, Duration::from_secs(1)).await;
+}
+
+/// Revokes a cached key in the store only (as another instance would), checks the cache
+/// still serves it, then announces the change and expects a refusal within `limit`.
+async fn revoke_behind_the_back(app: &TestApp, limit: Duration) {
     let p = app.partner(None).await;
     assert_eq!(app.ping(&p.key).await.status, 200);
     let mut key = app.state.store.key_by_id(p.key_id).await.unwrap().unwrap();
@@ -120,7 +129,7 @@ async fn a_change_announced_on_the_topic_reaches_this_cache_within_a_second() {
     let event = CredentialChanged { change: CredentialChange::Key { key_id: p.key_id, affiliate_id: p.affiliate_id }, occurred_at_ms: 0 };
     let sent = Instant::now();
     hissaback_topics::bus::publish_event(app.state.bus.as_ref(), &event).await.unwrap();
-    refused_within(&app, &p.key, INVALID, sent, Duration::from_secs(1)).await;
+    refused_within(app, &p.key, INVALID, sent, limit).await;
 }
 
 /// Two instances sharing the store and the bus (real backends: the embedded log belongs to
