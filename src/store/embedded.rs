@@ -7,18 +7,31 @@
 //! documents keyed the way the CQL tables are keyed, so both backends serve the same
 //! access patterns.
 //!
-//! rusqlite is blocking: every call runs on tokio's blocking pool and holds the connection
-//! only for the statement itself.
+//! rusqlite is blocking: every call runs on tokio's blocking pool and holds a connection
+//! only for the statement itself. Writes (and anything that reads then writes in one
+//! transaction) go through the one writer connection; pure reads go to a pool of read-only
+//! connections (`r2d2` + `r2d2_sqlite`) on the same WAL file, so a read never queues behind a
+//! write batch. A WAL reader sees everything committed before its read transaction began,
+//! and a reader's transaction lasts one statement (statements are reset when their rows are
+//! dropped), so a read issued after a write has returned sees that write.
 
 use super::{AuditEntry, ClickCell, UsageCell, UsageCounts, UsageResolution, AffiliateRecord, ApiKeyRecord, BlogProfileRecord, BlogRecord, BrandRecord, CampaignRecord, CategoryRecord, ClickRecord, DeliveryRecord, DeliveryState, ConversionRecord, LinkRecord, NetworkRecord, OfferRecord, PostingRecord, ProductRecord, PromotionRecord, WebhookRecord, Sequence, Store, StoreError, StoreResult};
 use super::WebhookChange;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use hissaback_actors::ports::KeyLastUsed;
-use rusqlite::{params, Connection, OptionalExtension};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a statement waits for a SQLite lock, and a read for a free reader.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements each connection keeps (the store has a few dozen distinct ones).
+const STATEMENT_CACHE: usize = 64;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -97,28 +110,76 @@ CREATE TABLE IF NOT EXISTS keyed_docs (kind TEXT NOT NULL, key TEXT NOT NULL, bo
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
 pub struct EmbeddedStore {
+    /// The one writer.
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections serving pure reads.
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+/// The reader pool's size for `read_connections = 0`: one per core, at least 2.
+pub fn default_read_connections() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
 }
 
 impl EmbeddedStore {
-    /// Opens (creating when missing) `<data_dir>/hissaback.db` and its schema.
+    /// Opens (creating when missing) `<data_dir>/hissaback.db` and its schema, with the
+    /// default number of readers.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::open_with(data_dir, 0).await
+    }
+
+    /// [`EmbeddedStore::open`] with `read_connections` read-only connections beside the
+    /// writer (0: [`default_read_connections`]).
+    pub async fn open_with(data_dir: &Path, read_connections: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
         let path = data_dir.join("hissaback.db");
-        let conn = tokio::task::spawn_blocking(move || -> anyhow::Result<Connection> {
+        let readers = match read_connections {
+            0 => default_read_connections(),
+            n => n,
+        };
+        let readers = u32::try_from(readers).map_err(|_| anyhow::anyhow!("store.read_connections is too large: {readers}"))?;
+        let (conn, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            // The writer first: it turns WAL on and creates the schema the readers see.
             let conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn.execute_batch(SCHEMA)?;
-            Ok(conn)
+            let manager = SqliteConnectionManager::file(&path)
+                .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .with_init(|c| {
+                    c.busy_timeout(BUSY_TIMEOUT)?;
+                    c.pragma_update(None, "query_only", true)?;
+                    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                    Ok(())
+                });
+            // Every reader is opened now and kept for the store's life: no reaping (it would
+            // drop the statement caches) and no check on checkout (a local file does not
+            // break the way a socket does).
+            let readers = r2d2::Pool::builder()
+                .max_size(readers)
+                .min_idle(None)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .test_on_check_out(false)
+                .connection_timeout(BUSY_TIMEOUT)
+                .build(manager)
+                .map_err(|e| anyhow::anyhow!("cannot open the store's readers on {}: {e}", path.display()))?;
+            Ok((conn, readers))
         })
         .await??;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), readers })
     }
 
+    /// The number of read-only connections.
+    pub fn read_connections(&self) -> usize {
+        self.readers.max_size() as usize
+    }
+
+    /// Runs `f` on the writer (writes, and reads that must share a write's transaction).
     async fn with<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -130,6 +191,30 @@ impl EmbeddedStore {
             let started = std::time::Instant::now();
             let result = f(&mut guard).map_err(sqlite_error);
             super::observe_store("embedded", started);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.into()))?
+    }
+
+    /// Runs the pure read `f` on a free reader: it never waits for the writer. Waits up to
+    /// [`BUSY_TIMEOUT`] for a reader when all are busy, then reports the store unavailable.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.get().map_err(|e| StoreError::Unavailable(e.into()))?;
+            let started = std::time::Instant::now();
+            let result = f(&conn).map_err(sqlite_error);
+            super::observe_store("embedded", started);
+            // A reader goes back to the pool outside any transaction, so its next read starts
+            // a fresh snapshot (the closures never open one; this only guards against it).
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
             result
         })
         .await
@@ -175,7 +260,7 @@ impl EmbeddedStore {
     async fn get_doc<T: DeserializeOwned>(&self, table: DocTable, id: u64) -> StoreResult<Option<T>> {
         let sql = format!("SELECT body FROM {} WHERE id = ?1", table.name());
         let body: Option<String> = self
-            .with(move |c| c.prepare_cached(&sql)?.query_row(params![id as i64], |r| r.get(0)).optional())
+            .read(move |c| c.prepare_cached(&sql)?.query_row(params![id as i64], |r| r.get(0)).optional())
             .await?;
         body.map(|b| from_json(&b)).transpose()
     }
@@ -183,7 +268,7 @@ impl EmbeddedStore {
     async fn all_docs<T: DeserializeOwned>(&self, table: DocTable) -> StoreResult<Vec<T>> {
         let sql = format!("SELECT body FROM {} ORDER BY id", table.name());
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached(&sql)?;
                 let rows = stmt.query_map([], |r| r.get(0))?;
                 rows.collect()
@@ -259,7 +344,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
     async fn next_id(&self, seq: Sequence) -> StoreResult<u64> {
@@ -279,9 +364,8 @@ impl Store for EmbeddedStore {
 
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
         let name = name.to_string();
-        self.with(move |c| {
-            c.query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
-                .optional()
+        self.read(move |c| {
+            c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?.query_row(params![name], |r| r.get(0)).optional()
         })
         .await
     }
@@ -328,11 +412,10 @@ impl Store for EmbeddedStore {
     async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let hash = hash.to_string();
         let row: Option<(String, Option<String>)> = self
-            .with(move |c| {
-                c.query_row("SELECT body, last_used_at FROM api_keys WHERE hash = ?1", params![hash], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
+            .read(move |c| {
+                c.prepare_cached("SELECT body, last_used_at FROM api_keys WHERE hash = ?1")?
+                    .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
             })
             .await?;
         row.map(|(b, t)| key_from_row(b, t)).transpose()
@@ -340,11 +423,10 @@ impl Store for EmbeddedStore {
 
     async fn key_by_id(&self, id: u64) -> StoreResult<Option<ApiKeyRecord>> {
         let row: Option<(String, Option<String>)> = self
-            .with(move |c| {
-                c.query_row("SELECT body, last_used_at FROM api_keys WHERE id = ?1", params![id as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
+            .read(move |c| {
+                c.prepare_cached("SELECT body, last_used_at FROM api_keys WHERE id = ?1")?
+                    .query_row(params![id as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
             })
             .await?;
         row.map(|(b, t)| key_from_row(b, t)).transpose()
@@ -352,7 +434,7 @@ impl Store for EmbeddedStore {
 
     async fn keys_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows: Vec<(String, Option<String>)> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt =
                     c.prepare_cached("SELECT body, last_used_at FROM api_keys WHERE affiliate_id = ?1 ORDER BY id")?;
                 let rows = stmt.query_map(params![affiliate_id as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -459,7 +541,7 @@ impl Store for EmbeddedStore {
 
     async fn get_blog_by_id(&self, id: u64) -> StoreResult<Option<BlogRecord>> {
         let body: Option<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 c.prepare_cached("SELECT body FROM blogs WHERE id = ?1")?.query_row(params![id as i64], |r| r.get(0)).optional()
             })
             .await?;
@@ -481,7 +563,7 @@ impl Store for EmbeddedStore {
 
     async fn get_webhook(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<WebhookRecord>> {
         let body: Option<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 c.prepare_cached("SELECT body FROM webhooks WHERE id = ?1 AND affiliate_id = ?2")?
                     .query_row(params![id as i64, affiliate_id as i64], |r| r.get(0))
                     .optional()
@@ -497,7 +579,7 @@ impl Store for EmbeddedStore {
     async fn webhooks_for_event(&self, event: &str) -> StoreResult<Vec<WebhookRecord>> {
         let event = event.to_string();
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM webhooks WHERE event = ?1 ORDER BY id")?;
                 let rows = stmt.query_map(params![event], |r| r.get(0))?;
                 rows.collect()
@@ -532,7 +614,7 @@ impl Store for EmbeddedStore {
     async fn get_delivery(&self, webhook_id: u64, id: &str) -> StoreResult<Option<DeliveryRecord>> {
         let id = id.to_string();
         let body: Option<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 c.prepare_cached("SELECT body FROM deliveries WHERE webhook_id = ?1 AND id = ?2")?
                     .query_row(params![webhook_id as i64, id], |r| r.get(0))
                     .optional()
@@ -543,7 +625,7 @@ impl Store for EmbeddedStore {
 
     async fn deliveries_of(&self, webhook_id: u64, limit: usize) -> StoreResult<Vec<DeliveryRecord>> {
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM deliveries WHERE webhook_id = ?1 ORDER BY id DESC LIMIT ?2")?;
                 let rows = stmt.query_map(params![webhook_id as i64, limit as i64], |r| r.get(0))?;
                 rows.collect()
@@ -554,7 +636,7 @@ impl Store for EmbeddedStore {
 
     async fn pending_deliveries(&self) -> StoreResult<Vec<DeliveryRecord>> {
         let bodies: Vec<String> = self
-            .with(|c| {
+            .read(|c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM deliveries WHERE pending = 1")?;
                 let rows = stmt.query_map([], |r| r.get(0))?;
                 rows.collect()
@@ -595,7 +677,7 @@ impl Store for EmbeddedStore {
     async fn network_by_token(&self, token: &str) -> StoreResult<Option<NetworkRecord>> {
         let token = token.to_string();
         let body: Option<String> = self
-            .with(move |c| c.prepare_cached("SELECT body FROM networks WHERE token = ?1")?.query_row(params![token], |r| r.get(0)).optional())
+            .read(move |c| c.prepare_cached("SELECT body FROM networks WHERE token = ?1")?.query_row(params![token], |r| r.get(0)).optional())
             .await?;
         body.map(|b| from_json(&b)).transpose()
     }
@@ -606,7 +688,7 @@ impl Store for EmbeddedStore {
 
     async fn get_campaign(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<CampaignRecord>> {
         let body: Option<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 c.prepare_cached("SELECT body FROM campaigns WHERE id = ?1 AND affiliate_id = ?2")?
                     .query_row(params![id as i64, affiliate_id as i64], |r| r.get(0))
                     .optional()
@@ -639,7 +721,7 @@ impl Store for EmbeddedStore {
     async fn get_conversions(&self, ids: &[u64]) -> StoreResult<Vec<ConversionRecord>> {
         let ids: Vec<i64> = ids.iter().map(|i| *i as i64).collect();
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE id = ?1")?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
@@ -669,14 +751,14 @@ impl Store for EmbeddedStore {
 
     async fn get_conversion(&self, id: u64) -> StoreResult<Option<ConversionRecord>> {
         let body: Option<String> = self
-            .with(move |c| c.prepare_cached("SELECT body FROM conversions WHERE id = ?1")?.query_row(params![id as i64], |r| r.get(0)).optional())
+            .read(move |c| c.prepare_cached("SELECT body FROM conversions WHERE id = ?1")?.query_row(params![id as i64], |r| r.get(0)).optional())
             .await?;
         body.map(|b| from_json(&b)).transpose()
     }
 
     async fn queued_conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
         let bodies: Vec<String> = self
-            .with(|c| {
+            .read(|c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE json_extract(body, '$.status') = 'queued' ORDER BY id")?;
                 let rows = stmt.query_map([], |r| r.get(0))?;
                 rows.collect()
@@ -688,7 +770,7 @@ impl Store for EmbeddedStore {
     async fn rewards_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ConversionRecord>> {
         let (tenant, user) = (tenant_id.to_string(), user_id.to_string());
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE affiliate_id = ?1 AND tenant_id = ?2 AND user_id = ?3 ORDER BY id")?;
                 let rows = stmt.query_map(params![affiliate_id as i64, tenant, user], |r| r.get(0))?;
                 rows.collect()
@@ -699,7 +781,7 @@ impl Store for EmbeddedStore {
 
     async fn conversions(&self) -> StoreResult<Vec<ConversionRecord>> {
         let bodies: Vec<String> = self
-            .with(|c| {
+            .read(|c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM conversions ORDER BY id")?;
                 let rows = stmt.query_map([], |r| r.get(0))?;
                 rows.collect()
@@ -720,7 +802,7 @@ impl Store for EmbeddedStore {
 
     async fn postings_of(&self, conversion_id: u64) -> StoreResult<Vec<PostingRecord>> {
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM postings WHERE conversion_id = ?1 ORDER BY leg")?;
                 let rows = stmt.query_map(params![conversion_id as i64], |r| r.get(0))?;
                 rows.collect()
@@ -735,7 +817,7 @@ impl Store for EmbeddedStore {
 
     async fn conversions_of_affiliate(&self, affiliate_id: u64) -> StoreResult<Vec<ConversionRecord>> {
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM conversions WHERE affiliate_id = ?1")?;
                 let rows = stmt.query_map(params![affiliate_id as i64], |r| r.get(0))?;
                 rows.collect()
@@ -776,7 +858,7 @@ impl Store for EmbeddedStore {
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<(UsageCell, UsageCounts)>> {
         let rows: Vec<(i64, i64, String, String, i64, i64)> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached(
                     "SELECT period, key_id, route, status_class, requests, rate_limited FROM usage_rollups
                      WHERE affiliate_id = ?1 AND resolution = ?2 AND period >= ?3 AND period < ?4
@@ -819,7 +901,7 @@ impl Store for EmbeddedStore {
 
     async fn clicks_of(&self, affiliate_id: u64) -> StoreResult<Vec<(ClickCell, u64)>> {
         let rows: Vec<(i64, String, i64)> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT campaign_id, day, clicks FROM campaign_clicks WHERE affiliate_id = ?1 ORDER BY campaign_id, day")?;
                 let rows = stmt.query_map(params![affiliate_id as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 rows.collect()
@@ -859,7 +941,7 @@ impl Store for EmbeddedStore {
         let now = Utc::now().timestamp();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached(
                     "SELECT body FROM audit_log WHERE affiliate_id = ?1 AND at >= ?2 AND at < ?3 AND expires_at > ?4
                      ORDER BY at DESC, seq DESC LIMIT ?5",
@@ -874,7 +956,7 @@ impl Store for EmbeddedStore {
     async fn get_deliveries(&self, keys: &[(u64, String)]) -> StoreResult<Vec<DeliveryRecord>> {
         let keys: Vec<(i64, String)> = keys.iter().map(|(w, id)| (*w as i64, id.clone())).collect();
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM deliveries WHERE webhook_id = ?1 AND id = ?2")?;
                 let mut out = Vec::with_capacity(keys.len());
                 for (webhook, id) in keys {
@@ -915,7 +997,7 @@ impl Store for EmbeddedStore {
     async fn get_webhooks(&self, keys: &[(u64, u64)]) -> StoreResult<Vec<WebhookRecord>> {
         let keys: Vec<(i64, i64)> = keys.iter().map(|(a, w)| (*a as i64, *w as i64)).collect();
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT body FROM webhooks WHERE id = ?1 AND affiliate_id = ?2")?;
                 let mut out = Vec::with_capacity(keys.len());
                 for (affiliate, id) in keys {
@@ -978,7 +1060,7 @@ impl EmbeddedStore {
     async fn get_keyed<T: DeserializeOwned>(&self, kind: &'static str, key: &str) -> StoreResult<Option<T>> {
         let key = key.to_string();
         let body: Option<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 c.prepare_cached("SELECT body FROM keyed_docs WHERE kind = ?1 AND key = ?2")?.query_row(params![kind, key], |r| r.get(0)).optional()
             })
             .await?;
@@ -1002,12 +1084,145 @@ impl EmbeddedStore {
     async fn owned_docs<T: DeserializeOwned>(&self, table: &'static str, affiliate_id: u64) -> StoreResult<Vec<T>> {
         let sql = format!("SELECT body FROM {table} WHERE affiliate_id = ?1 ORDER BY id");
         let bodies: Vec<String> = self
-            .with(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached(&sql)?;
                 let rows = stmt.query_map(params![affiliate_id as i64], |r| r.get(0))?;
                 rows.collect()
             })
             .await?;
         bodies.iter().map(|b| from_json(b)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::KeyKind;
+    use crate::store::RatePlan;
+    use std::time::Instant;
+
+    fn affiliate(id: u64, name: &str) -> AffiliateRecord {
+        let now = Utc::now();
+        AffiliateRecord {
+            id,
+            name: name.into(),
+            email: format!("a{id}@example.test"),
+            active: true,
+            blog_approved: false,
+            user: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn key(id: u64, affiliate_id: u64, hash: &str) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id,
+            affiliate_id,
+            kind: KeyKind::Secret,
+            prefix: "hb_sk_abcdefgh".into(),
+            hash: hash.into(),
+            scopes: vec![],
+            allowed_brand_ids: vec![],
+            allowed_offer_ids: vec![],
+            rate_limit: RatePlan { per_minute: 300, burst: 1000 },
+            created_at: Utc::now(),
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+            rotated_to: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        store.put_affiliate(&affiliate(7, "Committed")).await.unwrap();
+        store.put_key(&key(70, 7, "hash-70")).await.unwrap();
+
+        // Hold the writer for 2 s: its lock, and inside it an open write transaction that has
+        // deleted both rows without committing.
+        let writer = store.conn.clone();
+        let (held, is_held) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let conn = writer.lock().unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM affiliates WHERE id = 7; DELETE FROM api_keys WHERE id = 70;")
+                .unwrap();
+            held.send(()).unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            conn.execute_batch("ROLLBACK").unwrap();
+        });
+        tokio::task::spawn_blocking(move || is_held.recv().unwrap()).await.unwrap();
+
+        let started = Instant::now();
+        let within = Duration::from_millis(500);
+        let found = tokio::time::timeout(within, store.get_affiliate(7)).await.expect("the read waited for the writer");
+        assert_eq!(found.unwrap().expect("the committed affiliate").name, "Committed");
+        let found = tokio::time::timeout(within, store.key_by_hash("hash-70")).await.expect("the read waited for the writer");
+        assert_eq!(found.unwrap().expect("the committed key").id, 70);
+        assert!(started.elapsed() < within, "reads took {:?}", started.elapsed());
+
+        // The premise: the writer really was held all along.
+        assert!(!holder.is_finished());
+        let write = tokio::time::timeout(Duration::from_millis(200), store.put_setting("probe", "1")).await;
+        assert!(write.is_err(), "a write went through while the writer was held");
+        holder.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_after_a_write_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), 2).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..8u64 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut affiliate = affiliate(t + 1, "");
+                let mut api_key = key(t + 1, t + 1, "");
+                for i in 0..200 {
+                    if i % 2 == 0 {
+                        affiliate.name = format!("{t}-{i}");
+                        store.put_affiliate(&affiliate).await.unwrap();
+                        let got = store.get_affiliate(t + 1).await.unwrap().expect("the affiliate just written");
+                        assert_eq!(got.name, affiliate.name);
+                    } else {
+                        api_key.hash = format!("hash-{t}-{i}");
+                        store.put_key(&api_key).await.unwrap();
+                        let got = store.key_by_hash(&api_key.hash).await.unwrap().expect("the key just written");
+                        assert_eq!(got.id, t + 1);
+                        assert_eq!(store.key_by_id(t + 1).await.unwrap().unwrap().hash, api_key.hash);
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reader_count_follows_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(default_read_connections() >= 2);
+        let store = EmbeddedStore::open_with(dir.path(), 0).await.unwrap();
+        assert_eq!(store.read_connections(), default_read_connections());
+        assert_eq!(store.readers.state().connections as usize, default_read_connections(), "readers are opened up front");
+        drop(store);
+        let store = EmbeddedStore::open_with(dir.path(), 3).await.unwrap();
+        assert_eq!(store.read_connections(), 3);
+        assert_eq!(store.readers.state().connections, 3);
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.read_connections(), default_read_connections());
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        let write = store.read(|c| c.execute("INSERT INTO settings (name, value) VALUES ('x', 'y')", [])).await;
+        assert!(write.is_err());
+        assert_eq!(store.get_setting("x").await.unwrap(), None);
     }
 }

@@ -677,7 +677,7 @@ pub type SharedStore = Arc<dyn Store>;
 /// Opens the backend the configuration names, creating its schema when needed.
 pub async fn open(settings: &Settings) -> anyhow::Result<SharedStore> {
     match settings.store.backend {
-        StoreBackend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open(&settings.store.data_dir).await?)),
+        StoreBackend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open_with(&settings.store.data_dir, settings.store.read_connections).await?)),
         StoreBackend::Scylla => Ok(Arc::new(scylla::ScyllaStore::open(&settings.store.scylla).await?)),
     }
 }
