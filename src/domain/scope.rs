@@ -1,4 +1,5 @@
-//! API key scopes: the seed's nine plus the partner flow's four.
+//! API key scopes: the seed's nine, the partner flow's four, and the two that read what a
+//! partner's callers did (usage statistics, the audit log), which publishable keys never hold.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -33,11 +34,17 @@ pub enum Scope {
     LinksWrite,
     #[serde(rename = "rewards.read")]
     RewardsRead,
+    /// Usage statistics (`/v1/stats/usage`): secret keys only.
+    #[serde(rename = "stats.read")]
+    StatsRead,
+    /// The partner's audit log (`/v1/audit`, with client addresses): secret keys only.
+    #[serde(rename = "audit.read")]
+    AuditRead,
 }
 
 impl Scope {
     /// Every supported scope, in the order the seed lists them, then the partner scopes.
-    pub const ALL: [Scope; 13] = [
+    pub const ALL: [Scope; 15] = [
         Scope::PayoutsHistoryView,
         Scope::PaymentsView,
         Scope::WebhooksManage,
@@ -51,6 +58,8 @@ impl Scope {
         Scope::CampaignsWrite,
         Scope::LinksWrite,
         Scope::RewardsRead,
+        Scope::StatsRead,
+        Scope::AuditRead,
     ];
 
     /// Scopes a publishable key may hold: reads that are safe in a browser.
@@ -74,6 +83,8 @@ impl Scope {
             Scope::CampaignsWrite => "campaigns.write",
             Scope::LinksWrite => "links.write",
             Scope::RewardsRead => "rewards.read",
+            Scope::StatsRead => "stats.read",
+            Scope::AuditRead => "audit.read",
         }
     }
 

@@ -98,9 +98,10 @@ fn parse_instant(raw: &str, end: bool) -> Option<DateTime<Utc>> {
         ("to" = Option<String>, Query, description = "end (exclusive; a date includes that day); default now"),
         ("key_id" = Option<u64>, Query, description = "only this key of yours"),
     ),
-    responses((status = 200, description = "totals, a series per period, per route and per key"), (status = 401), (status = 404, description = "API key not found. (key_id of another affiliate)"), (status = 422), (status = 429)),
+    responses((status = 200, description = "totals, a series per period, per route and per key"), (status = 401), (status = 403, description = "Insufficient scope. (needs `stats.read`: secret keys only)"), (status = 404, description = "API key not found. (key_id of another affiliate)"), (status = 422), (status = 429)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::StatsRead)?;
     let q = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
     let granularity = match q.one("granularity") {
@@ -363,9 +364,10 @@ pub fn audit_query(q: &QueryParams, errors: &mut FieldErrors) -> (NaiveDate, usi
 /// The partner's own audit rows of one day, newest first.
 #[utoipa::path(get, path = "/v1/audit", tag = "partner",
     params(("date" = Option<String>, Query, description = "UTC day, `YYYY-MM-DD`; default today"), ("limit" = Option<u32>, Query, description = "1–1000, default 100")),
-    responses((status = 200, description = "audit rows, newest first"), (status = 401), (status = 422)),
+    responses((status = 200, description = "audit rows, newest first"), (status = 401), (status = 403, description = "Insufficient scope. (needs `audit.read`: secret keys only)"), (status = 422)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn audit(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::AuditRead)?;
     let q = QueryParams::parse(req.query_string());
     let mut errors = FieldErrors::new();
     let (date, limit) = audit_query(&q, &mut errors);

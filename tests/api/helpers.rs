@@ -279,8 +279,9 @@ impl Transport {
     pub const ALL: [Transport; 3] = [Transport::Bearer, Transport::Header, Transport::Query];
 }
 
-/// Every supported scope in canonical order: the seed's nine, then the partner flow's four.
-pub const ALL_SCOPES: [&str; 13] = [
+/// Every supported scope in canonical order: the seed's nine, the partner flow's four, then
+/// `stats.read` and `audit.read`.
+pub const ALL_SCOPES: [&str; 15] = [
     "payouts.history.view",
     "payments.view",
     "webhooks.manage",
@@ -294,6 +295,8 @@ pub const ALL_SCOPES: [&str; 13] = [
     "campaigns.write",
     "links.write",
     "rewards.read",
+    "stats.read",
+    "audit.read",
 ];
 
 /// Polls `check` every 50 ms until it gives `Some`, or panics with `what` after `timeout`.

@@ -324,3 +324,27 @@ async fn postbacks_have_their_own_limit_per_network() {
     let metrics = app.get("/metrics").await.text;
     assert!(metrics.contains("hissaback_rate_limited_total{kind=\"network\"} 1"), "{metrics}");
 }
+
+/// Usage statistics and the audit log (client addresses) need a secret key holding
+/// `stats.read` / `audit.read`; a publishable key (browser) can neither hold nor use them.
+#[actix_web::test]
+async fn usage_and_audit_need_a_secret_key_with_their_scope() {
+    let app = app().await;
+    let p = app.partner(None).await;
+    let (_, publishable) = key_of(&app, p.affiliate_id, json!({"kind": "publishable"})).await;
+    let (_, offers_only) = key_of(&app, p.affiliate_id, json!({"scopes": ["offers.read", "rewards.read"]})).await;
+    for path in ["/v1/stats/usage", "/v1/audit"] {
+        app.get_with_key(path, &publishable).await.assert_error(403, "Insufficient scope.", "insufficient_scope");
+        app.get_with_key(path, &offers_only).await.assert_error(403, "Insufficient scope.", "insufficient_scope");
+        let ok = app.get_with_key(path, &p.key).await;
+        assert_eq!(ok.status, 200, "{path}: {}", ok.text);
+    }
+    // A publishable key cannot be issued with them either.
+    for scope in ["stats.read", "audit.read"] {
+        let r = app.create_key(p.affiliate_id, json!({"kind": "publishable", "scopes": [scope]})).await;
+        assert_eq!(r.status, 422, "{scope}: {}", r.text);
+    }
+    let (_, with_scopes) = key_of(&app, p.affiliate_id, json!({"scopes": ["stats.read", "audit.read"]})).await;
+    assert_eq!(app.get_with_key("/v1/stats/usage", &with_scopes).await.status, 200);
+    assert_eq!(app.get_with_key("/v1/audit", &with_scopes).await.status, 200);
+}
