@@ -2,11 +2,19 @@
 //! `GET /api/v1/products`, with and without search and filters, beside what a per-request
 //! read of the embedded store would cost. Criterion measures each; the closing table prints
 //! the ratios of the same run side by side (`cargo bench --bench catalogue`).
+//!
+//! Also a page's body: 15 products rendered per request as `serde_json::Value`s and serialized
+//! (how the handler answered before issue 12) beside the same bytes from the snapshot's cached
+//! renderings (how it answers now), with the equality of both checked first.
 
 use chrono::{Duration, Utc};
 use criterion::{criterion_group, Criterion};
 use std::hint::black_box;
 use hissaback::catalogue::{ExchangeRates, ListQuery, Snapshot, BUNDLE_TYPE};
+use hissaback::routes::pagination::Page;
+use hissaback::routes::products::{list_body, QueryParams, Render};
+use hissaback_topics::CurrencyCode;
+use serde_json::{json, Value};
 use hissaback::store::embedded::EmbeddedStore;
 use hissaback::store::{CategoryRecord, CouponRecord, CouponTier, ProductRecord, Store};
 use rust_decimal::Decimal;
@@ -20,8 +28,12 @@ const WORDS: [&str; 16] = [
 const CATEGORIES: [&str; 8] = ["design", "development", "business", "music", "photo", "security", "data", "games"];
 
 fn products() -> Vec<ProductRecord> {
+    products_up_to(PRODUCTS)
+}
+
+fn products_up_to(n: u64) -> Vec<ProductRecord> {
     let now = Utc::now();
-    (1..=PRODUCTS)
+    (1..=n)
         .map(|id| {
             let w = |k: u64| WORDS[((id * 7 + k * 13) % WORDS.len() as u64) as usize];
             let title = format!("{} {} {} {id}", w(1), w(2), w(3));
@@ -41,6 +53,7 @@ fn products() -> Vec<ProductRecord> {
                 coupons: vec![CouponRecord { tier: CouponTier::Low, code: format!("C{id}"), percent_off: Decimal::new(15, 0), expires_at: None }],
                 created_at: now - Duration::seconds(id as i64),
                 updated_at: now,
+                version: 0,
             }
         })
         .collect()
@@ -59,6 +72,7 @@ fn categories() -> Vec<CategoryRecord> {
             created_at: now,
             updated_at: now,
             deleted_at: None,
+            version: 0,
         })
         .collect()
 }
@@ -117,7 +131,40 @@ fn listing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, listing);
+/// The body as the handler built it before: a `Value` per product, serialized whole.
+fn page_with_values(render: &Render, query: &ListQuery, paging: &Page, q: &QueryParams) -> Vec<u8> {
+    let (items, total) = render.snapshot.list(query);
+    let products: Vec<Value> = items.iter().map(|p| render.product(p)).collect();
+    let data = json!({ "products": products, "pagination": paging.block(total, render.base_url, "/api/v1/products", q) });
+    serde_json::to_vec(&json!({ "success": true, "data": data })).unwrap()
+}
+
+/// A 15-product page of a "rocket" search in EUR, as the handler reads it.
+fn rocket_page() -> (QueryParams, Page, ListQuery) {
+    let q = QueryParams::parse("per_page=15&search=rocket&currency_code=EUR");
+    let paging = Page { page: 1, per_page: 15 };
+    let query = ListQuery { terms: vec!["rocket".into()], limit: 15, ..Default::default() };
+    (q, paging, query)
+}
+
+/// A catalogue the size `benches/request_path.rs` seeds, where rendering, not the scan, is
+/// the cost of a page.
+fn small_snapshot() -> Snapshot {
+    Snapshot::build(products_up_to(60), &categories(), vec![], rates())
+}
+
+fn page_bodies(c: &mut Criterion) {
+    let snap = small_snapshot();
+    let render = Render { snapshot: &snap, currency: CurrencyCode::EUR, affiliate_id: 123, base_url: "https://example.com", now: Utc::now() };
+    let (q, paging, query) = rocket_page();
+    assert_eq!(list_body(&render, &query, &paging, &q), page_with_values(&render, &query, &paging, &q), "byte-identical");
+    let mut g = c.benchmark_group("products_page_body_15");
+    g.bench_function("values_serialized", |b| b.iter(|| black_box(page_with_values(&render, black_box(&query), &paging, &q))));
+    g.bench_function("cached_bytes", |b| b.iter(|| black_box(list_body(&render, black_box(&query), &paging, &q))));
+    g.finish();
+}
+
+criterion_group!(benches, listing, page_bodies);
 
 /// Median time of `f` over `runs` batches of `per_batch` calls, in microseconds per call.
 fn median_us(runs: usize, per_batch: usize, mut f: impl FnMut()) -> f64 {
@@ -161,6 +208,23 @@ fn ratios() {
     }
     println!("  ratio store read / filtered snapshot listing: {:.0}x", scan / filtered);
     println!("  ratio filtered / first page: {:.1}x", filtered / first);
+
+    let small = small_snapshot();
+    for (snap, what) in [(&small, "60 products"), (&snap, "10,000 products: the search scan dominates")] {
+        let render = Render { snapshot: snap, currency: CurrencyCode::EUR, affiliate_id: 123, base_url: "https://example.com", now: Utc::now() };
+        let (q, paging, query) = rocket_page();
+        let values = median_us(21, 200, || {
+            black_box(page_with_values(&render, &query, &paging, &q));
+        });
+        let cached = median_us(21, 200, || {
+            black_box(list_body(&render, &query, &paging, &q));
+        });
+        let size = list_body(&render, &query, &paging, &q).len();
+        println!("\nbody of a 15-product page over {what} (search=rocket, EUR, {size} bytes):");
+        println!("  {:<58} {:>12.2}", "Values rendered and serialized per request (before)", values);
+        println!("  {:<58} {:>12.2}", "cached renderings concatenated (now)", cached);
+        println!("  ratio before / now: {:.1}x", values / cached);
+    }
 }
 
 fn main() {

@@ -6,7 +6,7 @@
 use crate::domain::{KeyKind, PlainApiKey, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{AffiliateRecord, ApiKeyRecord, RatePlan, Sequence, UserRecord};
+use crate::store::{AffiliateRecord, ApiKeyRecord, EditAttempts, RatePlan, Sequence, UserRecord, EDIT_CONFLICT};
 use chrono::{Duration, Utc};
 use hissaback_topics::events::CredentialChange;
 
@@ -36,6 +36,7 @@ pub async fn create_affiliate(state: &AppState, new: NewAffiliate) -> Result<Aff
         user,
         created_at: now,
         updated_at: now,
+        version: 0,
     };
     state.store.put_affiliate(&affiliate).await?;
     Ok(affiliate)
@@ -93,6 +94,7 @@ async fn issue_key_with_id(state: &AppState, id: u64, affiliate_id: u64, new: Ne
         expires_at: None,
         revoked_at: None,
         rotated_to: None,
+        version: 0,
     };
     state.store.put_key(&record).await?;
     Ok(IssuedKey { record, plain })
@@ -106,52 +108,114 @@ async fn existing_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, Api
         .ok_or_else(|| ApiError::not_found("API key not found."))
 }
 
-/// Issues a successor with the same kind, scopes, restrictions and rate plan; the old key
-/// keeps working for `grace_seconds` (0: stops at once).
-pub async fn rotate_key(state: &AppState, key_id: u64, grace_seconds: u64) -> Result<(IssuedKey, ApiKeyRecord), ApiError> {
-    let mut old = existing_key(state, key_id).await?;
-    if old.revoked_at.is_some() {
+/// Why a key cannot be rotated now, if it cannot.
+fn refuse_rotation(key: &ApiKeyRecord) -> Result<(), ApiError> {
+    if key.revoked_at.is_some() {
         return Err(ApiError::conflict("API key is revoked."));
     }
-    if old.rotated_to.is_some() {
+    if key.rotated_to.is_some() {
         return Err(ApiError::conflict("API key has already been rotated."));
     }
+    Ok(())
+}
+
+/// Issues a successor with the same kind, scopes, restrictions and rate plan; the old key
+/// keeps working for `grace_seconds` (0: stops at once).
+///
+/// The successor is stored first, under an id nobody knows yet; the old key then gets its
+/// expiry and `rotated_to` through a conditional write on the key as read again, so a
+/// concurrent revocation is never overwritten: either it came first and the rotation answers
+/// 409 "API key is revoked." (the unseen successor is revoked too), or the rotation came
+/// first and the revocation then applies to the rotated key.
+pub async fn rotate_key(state: &AppState, key_id: u64, grace_seconds: u64) -> Result<(IssuedKey, ApiKeyRecord), ApiError> {
+    let old = existing_key(state, key_id).await?;
+    refuse_rotation(&old)?;
     // Concurrent rotations of one key: only the first claim wins; the others answer 409.
     let successor_id = state.store.next_id(Sequence::ApiKey).await?;
     if !state.store.claim_unique("key_rotation", &key_id.to_string(), successor_id).await? {
         return Err(ApiError::conflict("API key has already been rotated."));
     }
-    let issued = issue_key_with_id(
-        state,
-        successor_id,
-        old.affiliate_id,
-        NewKey {
-            kind: old.kind,
-            scopes: old.scopes.clone(),
-            allowed_brand_ids: old.allowed_brand_ids.clone(),
-            allowed_offer_ids: old.allowed_offer_ids.clone(),
-            rate_limit: Some(old.rate_limit),
-        },
-    )
-    .await?;
+    // Until the rotation is stored, a failure lets the key be rotated again.
+    let claimed = key_id.to_string();
+    let release = || state.store.release_unique("key_rotation", &claimed, successor_id);
+    let new = NewKey {
+        kind: old.kind,
+        scopes: old.scopes.clone(),
+        allowed_brand_ids: old.allowed_brand_ids.clone(),
+        allowed_offer_ids: old.allowed_offer_ids.clone(),
+        rate_limit: Some(old.rate_limit),
+    };
+    let issued = match issue_key_with_id(state, successor_id, old.affiliate_id, new).await {
+        Ok(issued) => issued,
+        Err(e) => {
+            let _ = release().await;
+            return Err(e);
+        }
+    };
     let grace = Duration::seconds(i64::try_from(grace_seconds).unwrap_or(i64::MAX).min(i64::from(i32::MAX)));
-    old.expires_at = Some(Utc::now() + grace);
-    old.rotated_to = Some(issued.record.id);
-    state.store.put_key(&old).await?;
-    credentials_changed(state, CredentialChange::Key { key_id: old.id, affiliate_id: old.affiliate_id }).await?;
-    Ok((issued, old))
+    let key = match mark_rotated(state, key_id, successor_id, grace).await {
+        Ok(key) => key,
+        // A write whose outcome was unknown (a timed-out LWT) may have landed after all.
+        Err(e) => match state.store.key_by_id(key_id).await {
+            Ok(Some(key)) if key.rotated_to == Some(successor_id) => key,
+            _ => {
+                // Not rotated (revoked meanwhile, or the write failed): the successor, never
+                // shown, stops working.
+                revoke_unseen(state, issued.record).await;
+                let _ = release().await;
+                return Err(e);
+            }
+        },
+    };
+    credentials_changed(state, CredentialChange::Key { key_id: key.id, affiliate_id: key.affiliate_id }).await?;
+    Ok((issued, key))
 }
 
-/// Revokes a key at once; revoking a revoked key changes nothing.
-pub async fn revoke_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, ApiError> {
-    let mut key = existing_key(state, key_id).await?;
-    if key.revoked_at.is_none() {
-        key.revoked_at = Some(Utc::now());
-        state.store.put_key(&key).await?;
+/// Gives the key its expiry and successor, on the key as read again each attempt (the
+/// rotation's conditional write).
+async fn mark_rotated(state: &AppState, key_id: u64, successor_id: u64, grace: Duration) -> Result<ApiKeyRecord, ApiError> {
+    let mut attempts = EditAttempts::new();
+    while attempts.next().await {
+        let mut key = existing_key(state, key_id).await?;
+        refuse_rotation(&key)?;
+        key.expires_at = Some(Utc::now() + grace);
+        key.rotated_to = Some(successor_id);
+        if state.store.replace_key(&key).await? {
+            key.version += 1;
+            return Ok(key);
+        }
     }
-    // Announced on every call, so a retry after a failed publish still reaches every instance.
-    credentials_changed(state, CredentialChange::Key { key_id: key.id, affiliate_id: key.affiliate_id }).await?;
-    Ok(key)
+    Err(ApiError::conflict(EDIT_CONFLICT))
+}
+
+/// Revokes a successor a failed rotation stored but never handed out (best effort: nobody
+/// holds its plain key either way).
+async fn revoke_unseen(state: &AppState, mut successor: ApiKeyRecord) {
+    successor.revoked_at = Some(Utc::now());
+    if let Err(e) = state.store.replace_key(&successor).await {
+        tracing::warn!(key_id = successor.id, error = %e, "could not revoke the successor of a failed rotation");
+    }
+}
+
+/// Revokes a key at once; revoking a revoked key changes nothing. The revocation is a
+/// conditional write on the key as just read, so it never undoes a concurrent rotation (nor
+/// is undone by one).
+pub async fn revoke_key(state: &AppState, key_id: u64) -> Result<ApiKeyRecord, ApiError> {
+    let mut attempts = EditAttempts::new();
+    while attempts.next().await {
+        let mut key = existing_key(state, key_id).await?;
+        if key.revoked_at.is_none() {
+            key.revoked_at = Some(Utc::now());
+            if !state.store.replace_key(&key).await? {
+                continue;
+            }
+            key.version += 1;
+        }
+        // Announced on every call, so a retry after a failed publish still reaches every instance.
+        credentials_changed(state, CredentialChange::Key { key_id: key.id, affiliate_id: key.affiliate_id }).await?;
+        return Ok(key);
+    }
+    Err(ApiError::conflict(EDIT_CONFLICT))
 }
 
 /// A credential change takes effect here at once and on every other instance through

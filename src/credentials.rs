@@ -155,6 +155,7 @@ mod tests {
                 revoked_at: None,
                 rotated_to: None,
                 last_used_at: None,
+                version: 0,
             }),
             affiliate: Arc::new(AffiliateRecord {
                 id: affiliate_id,
@@ -165,6 +166,7 @@ mod tests {
                 user: None,
                 created_at: now,
                 updated_at: now,
+                version: 0,
             }),
         })
     }

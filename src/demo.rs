@@ -62,6 +62,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<DemoData> {
                 created_at: now,
                 updated_at: now,
                 deleted_at: None,
+                version: 0,
             };
             state.store.put_category(&category).await?;
             if let Some(slug) = &category.slug {
@@ -103,6 +104,7 @@ async fn seed_products(state: &AppState) -> anyhow::Result<()> {
         coupons,
         created_at: now,
         updated_at: now,
+        version: 0,
     };
     let coupon = |tier, code: &str, pct: i64, scale| CouponRecord { tier, code: code.into(), percent_off: Decimal::new(pct, scale), expires_at: None };
     let ui = state.store.next_id(Sequence::Product).await?;

@@ -70,6 +70,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 413 `payload_too_large`: the body passes the configured limit (JSON and postback bodies).
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The request body is larger than the limit of {limit} bytes."))
+    }
+
     /// 422 `validation_failed` with field errors; the message is the first error, Laravel style.
     pub fn validation(errors: FieldErrors) -> Self {
         let total: usize = errors.values().map(Vec::len).sum();

@@ -19,17 +19,10 @@ fn fail(code: &'static str, message: &'static str) -> ValidationError {
     ValidationError::new(code).with_message(message.into())
 }
 
-/// Largest amount accepted anywhere (prices, rewards, payouts): one billion.
+/// Largest amount accepted anywhere (prices, rewards, payouts): one billion. Amounts
+/// themselves are read by [`crate::domain::Amount`], which refuses what is not a plain
+/// decimal (`1e5`, `1_000`, `.5`) before any rule here could see it.
 pub const MAX_AMOUNT: i64 = 1_000_000_000;
-
-/// A non-negative amount with at most two decimals, at most [`MAX_AMOUNT`].
-pub fn money(value: &rust_decimal::Decimal) -> Result<(), ValidationError> {
-    if value.is_sign_negative() || value.normalize().scale() > 2 || *value > rust_decimal::Decimal::from(MAX_AMOUNT) {
-        Err(fail("money", "The amount must be a number from 0 to 1000000000 with at most two decimals."))
-    } else {
-        Ok(())
-    }
-}
 
 /// A percentage above 0 and at most 100, with at most two decimals.
 pub fn percentage(value: &rust_decimal::Decimal) -> Result<(), ValidationError> {
@@ -56,8 +49,6 @@ mod tests {
     #[test]
     fn rules_accept_and_refuse_what_they_say() {
         assert!(required("x").is_ok() && required("  ").is_err());
-        assert!(money(&Decimal::new(1999, 2)).is_ok() && money(&Decimal::new(-1, 0)).is_err() && money(&Decimal::new(1001, 3)).is_err());
-        assert!(money(&Decimal::new(1000, 3)).is_ok(), "1.000 has two decimals once normalised");
         assert!(percentage(&Decimal::new(125, 1)).is_ok() && percentage(&Decimal::ZERO).is_err() && percentage(&Decimal::new(101, 0)).is_err());
         assert!(coupon_tier("mid").is_ok() && coupon_tier("top").is_err());
     }

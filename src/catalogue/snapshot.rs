@@ -3,13 +3,20 @@
 //!
 //! A snapshot is immutable; a change builds a new one and swaps it in (see `actor.rs`), so a
 //! request reads one consistent catalogue without locks held and never scans the store.
+//!
+//! Each product also keeps its rendered JSON per currency ([`ProductEntry::rendered`]), filled
+//! on first use, so a page is filtered entries and concatenated bytes. What the bytes depend
+//! on inside the catalogue (the product, its bundle children, categories, rates) only changes
+//! with a new entry; what depends on the clock carries its validity ([`Rendered`]).
 
+use super::is_listed;
 use super::pricing::ExchangeRates;
-use crate::routes::categories::is_listed;
+use crate::json::Fragment;
 use crate::store::{CategoryRecord, ProductRecord, PromotionRecord};
 use chrono::{DateTime, Utc};
+use hissaback_topics::CurrencyCode;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The model type of bundles; every other type is a course-like product with coupons.
 pub const BUNDLE_TYPE: &str = "App\\Models\\ProductBundle";
@@ -21,8 +28,52 @@ pub struct CategoryRef {
     pub slug: String,
 }
 
+/// A product's JSON as rendered at some time, for the times it stays the same.
+#[derive(Debug)]
+pub struct Rendered {
+    pub fragment: Fragment,
+    /// From when (inclusive) and until when (exclusive) the rendering holds; `None`: unbounded.
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl Rendered {
+    pub fn valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.valid_from.is_none_or(|f| f <= now) && self.valid_until.is_none_or(|u| now < u)
+    }
+}
+
+/// A product and its renderings, one slot per currency.
+///
+/// Entries are shared between snapshots only while everything a rendering reads stays the
+/// same (see [`Snapshot::with_product`]), so a slot never holds bytes of another catalogue.
+pub struct ProductEntry {
+    pub product: Arc<ProductRecord>,
+    rendered: [RwLock<Option<Rendered>>; CurrencyCode::ALL.len()],
+}
+
+impl ProductEntry {
+    fn new(product: Arc<ProductRecord>) -> Arc<Self> {
+        Arc::new(Self { product, rendered: Default::default() })
+    }
+
+    /// Calls `with` on the rendering in `currency` valid at `now`, rendering it with `render`
+    /// first (and keeping it) when there is none yet or it has expired.
+    pub fn rendered<R>(&self, currency: CurrencyCode, now: DateTime<Utc>, render: impl FnOnce() -> Rendered, with: impl FnOnce(&Rendered) -> R) -> R {
+        let slot = &self.rendered[currency as usize];
+        if let Some(r) = slot.read().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|r| r.valid_at(now)) {
+            return with(r);
+        }
+        // Rendered without the lock: two requests may both render, the last one is kept.
+        let fresh = render();
+        let answer = with(&fresh);
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
+        answer
+    }
+}
+
 struct Listed {
-    product: Arc<ProductRecord>,
+    entry: Arc<ProductEntry>,
     /// Title, slug, description, category name and slug, lower-cased, newline-separated.
     haystack: String,
 }
@@ -41,7 +92,7 @@ pub struct ListQuery {
 }
 
 pub struct Snapshot {
-    products: HashMap<u64, Arc<ProductRecord>>,
+    products: HashMap<u64, Arc<ProductEntry>>,
     listing: Vec<Listed>,
     categories: HashMap<String, CategoryRef>,
     promotions: Vec<PromotionRecord>,
@@ -50,28 +101,21 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn build(products: Vec<ProductRecord>, categories: &[CategoryRecord], promotions: Vec<PromotionRecord>, rates: ExchangeRates) -> Self {
-        let categories: HashMap<String, CategoryRef> = categories
-            .iter()
-            .filter(|c| is_listed(c))
-            .filter_map(|c| {
-                let slug = c.slug.clone()?;
-                Some((slug.clone(), CategoryRef { name: c.name.clone(), slug }))
-            })
-            .collect();
-        let products: HashMap<u64, Arc<ProductRecord>> = products.into_iter().map(|p| (p.id, Arc::new(p))).collect();
-        Self::assemble(products, categories, promotions, rates)
+        let products = products.into_iter().map(|p| (p.id, ProductEntry::new(Arc::new(p)))).collect();
+        Self::assemble(products, listed_categories(categories), promotions, rates)
     }
 
     fn assemble(
-        products: HashMap<u64, Arc<ProductRecord>>,
+        products: HashMap<u64, Arc<ProductEntry>>,
         categories: HashMap<String, CategoryRef>,
         promotions: Vec<PromotionRecord>,
         rates: ExchangeRates,
     ) -> Self {
         let mut listing: Vec<Listed> = products
             .values()
-            .filter(|p| p.published)
-            .map(|p| {
+            .filter(|e| e.product.published)
+            .map(|e| {
+                let p = &e.product;
                 let cat = p.category_slug.as_ref().and_then(|s| categories.get(s));
                 let haystack = format!(
                     "{}\n{}\n{}\n{}\n{}",
@@ -82,42 +126,59 @@ impl Snapshot {
                     cat.map(|c| c.slug.as_str()).unwrap_or("")
                 )
                 .to_lowercase();
-                Listed { product: p.clone(), haystack }
+                Listed { entry: e.clone(), haystack }
             })
             .collect();
-        listing.sort_by(|a, b| b.product.created_at.cmp(&a.product.created_at).then(b.product.id.cmp(&a.product.id)));
+        listing.sort_by(|a, b| {
+            let (a, b) = (&a.entry.product, &b.entry.product);
+            b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id))
+        });
         Self { products, listing, categories, promotions, rates }
     }
 
-    /// The same catalogue with `product` added or replaced.
+    /// The same products, each with fresh (empty) renderings.
+    fn fresh_entries(&self) -> HashMap<u64, Arc<ProductEntry>> {
+        self.products.iter().map(|(id, e)| (*id, ProductEntry::new(e.product.clone()))).collect()
+    }
+
+    /// The same catalogue with `product` added or replaced. Renderings are kept but for the
+    /// product and the bundles that contain it (their `bundle_products` show it).
     pub fn with_product(&self, product: ProductRecord) -> Self {
-        let mut products = self.products.clone();
-        products.insert(product.id, Arc::new(product));
+        let id = product.id;
+        let mut products: HashMap<u64, Arc<ProductEntry>> = self
+            .products
+            .iter()
+            .map(|(k, e)| {
+                let e = if e.product.bundle_product_ids.contains(&id) { ProductEntry::new(e.product.clone()) } else { e.clone() };
+                (*k, e)
+            })
+            .collect();
+        products.insert(id, ProductEntry::new(Arc::new(product)));
         Self::assemble(products, self.categories.clone(), self.promotions.clone(), self.rates.clone())
     }
 
-    /// The same catalogue with other promotions.
+    /// The same catalogue with other promotions (products do not show them: renderings kept).
     pub fn with_promotions(&self, promotions: Vec<PromotionRecord>) -> Self {
         Self::assemble(self.products.clone(), self.categories.clone(), promotions, self.rates.clone())
     }
 
     /// The same catalogue with other exchange rates.
     pub fn with_rates(&self, rates: ExchangeRates) -> Self {
-        Self::assemble(self.products.clone(), self.categories.clone(), self.promotions.clone(), rates)
+        Self::assemble(self.fresh_entries(), self.categories.clone(), self.promotions.clone(), rates)
     }
 
     /// The same catalogue with other categories.
     pub fn with_categories(&self, categories: &[CategoryRecord]) -> Self {
-        let products: Vec<ProductRecord> = self.products.values().map(|p| (**p).clone()).collect();
-        Self::build(products, categories, self.promotions.clone(), self.rates.clone())
+        Self::assemble(self.fresh_entries(), listed_categories(categories), self.promotions.clone(), self.rates.clone())
     }
 
-    /// One page of published products matching the filters, and the total that match.
-    pub fn list(&self, q: &ListQuery) -> (Vec<Arc<ProductRecord>>, usize) {
+    /// Calls `each` on the page of published products matching the filters, in order, and
+    /// answers how many match in all.
+    pub fn page(&self, q: &ListQuery, mut each: impl FnMut(&ProductEntry)) -> usize {
         let mut total = 0;
-        let mut page = Vec::with_capacity(q.limit.min(100));
+        let mut taken = 0;
         for item in &self.listing {
-            let p = &item.product;
+            let p = &item.entry.product;
             if !q.types.is_empty() && !q.types.iter().any(|t| *t == p.model_type) {
                 continue;
             }
@@ -127,22 +188,40 @@ impl Snapshot {
             if !q.terms.iter().all(|t| item.haystack.contains(t.as_str())) {
                 continue;
             }
-            if total >= q.offset && page.len() < q.limit {
-                page.push(p.clone());
+            if total >= q.offset && taken < q.limit {
+                each(&item.entry);
+                taken += 1;
             }
             total += 1;
         }
+        total
+    }
+
+    /// One page of published products matching the filters, and the total that match.
+    pub fn list(&self, q: &ListQuery) -> (Vec<Arc<ProductRecord>>, usize) {
+        let mut page = Vec::with_capacity(q.limit.min(100));
+        let total = self.page(q, |e| page.push(e.product.clone()));
         (page, total)
+    }
+
+    /// How many products are listed (published).
+    pub fn listed_len(&self) -> usize {
+        self.listing.len()
+    }
+
+    /// A published product with its renderings.
+    pub fn published_entry(&self, id: u64) -> Option<&ProductEntry> {
+        self.products.get(&id).map(|e| &**e).filter(|e| e.product.published)
     }
 
     /// Any product, published or not.
     pub fn product(&self, id: u64) -> Option<&Arc<ProductRecord>> {
-        self.products.get(&id)
+        self.products.get(&id).map(|e| &e.product)
     }
 
     /// A product affiliates may see.
     pub fn published(&self, id: u64) -> Option<&Arc<ProductRecord>> {
-        self.products.get(&id).filter(|p| p.published)
+        self.product(id).filter(|p| p.published)
     }
 
     pub fn category(&self, slug: Option<&str>) -> Option<&CategoryRef> {
@@ -169,6 +248,17 @@ impl Snapshot {
     }
 }
 
+fn listed_categories(categories: &[CategoryRecord]) -> HashMap<String, CategoryRef> {
+    categories
+        .iter()
+        .filter(|c| is_listed(c))
+        .filter_map(|c| {
+            let slug = c.slug.clone()?;
+            Some((slug.clone(), CategoryRef { name: c.name.clone(), slug }))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,12 +282,13 @@ mod tests {
             coupons: vec![],
             created_at: t,
             updated_at: t,
+            version: 0,
         }
     }
 
     fn category(name: &str, slug: &str) -> CategoryRecord {
         let now = Utc::now();
-        CategoryRecord { id: 1, name: name.into(), slug: Some(slug.into()), active: true, created_at: now, updated_at: now, deleted_at: None }
+        CategoryRecord { id: 1, name: name.into(), slug: Some(slug.into()), active: true, created_at: now, updated_at: now, deleted_at: None, version: 0 }
     }
 
     fn rates() -> ExchangeRates {

@@ -2,11 +2,12 @@
 //! not soft-deleted, ordered by name.
 
 use crate::auth::Authenticated;
+/// The rule is the catalogue's; re-exported for `blogs.rs`, which still names it here.
+pub use crate::catalogue::is_listed;
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::json;
 use crate::state::AppState;
-use crate::store::CategoryRecord;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -19,11 +20,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct CategoryView {
     pub name: String,
     pub slug: String,
-}
-
-/// Whether affiliates see the category at all.
-pub fn is_listed(c: &CategoryRecord) -> bool {
-    c.active && c.deleted_at.is_none() && c.slug.as_deref().is_some_and(|s| !s.trim().is_empty())
 }
 
 /// Lists the storefront categories.

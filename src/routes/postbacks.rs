@@ -8,8 +8,9 @@
 //! plans) with the same headers and 429 as keys; wrong tokens count against the caller's
 //! address like wrong API keys.
 
+use crate::domain::amount::{self, Amount};
 use crate::error::{ApiError, FieldErrors};
-use crate::extract::parse_json;
+use crate::extract::{parse_json, read_decoded_body};
 use crate::json;
 use crate::state::AppState;
 use actix_web::http::header::CONTENT_TYPE;
@@ -17,8 +18,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use hissaback_actors::rate_limit::Plan;
 use hissaback_topics::bus::publish_event;
 use hissaback_topics::events::{PostbackReceived, PostbackStatus};
-use hissaback_topics::{CurrencyCode, Money};
-use rust_decimal::Decimal;
+use hissaback_topics::CurrencyCode;
 use std::collections::HashMap;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -51,7 +51,8 @@ fn params(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, Api
             let s = match v {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Null => continue,
-                other => other.to_string(),
+                // A number as written (`1e5` stays `1e5`, and is refused as an amount).
+                other => amount::json_text(&other).unwrap_or_else(|| other.to_string()),
             };
             out.insert(k, s);
         }
@@ -86,9 +87,11 @@ fn id_like(v: &str, max: usize) -> bool {
     ),
     request_body(content = String, description = "optional form or JSON parameters (POST)"),
     responses((status = 200, description = "accepted and durable"), (status = 401, description = "Postback token is missing. / Postback token is invalid."), (status = 422), (status = 429, description = "Postback rate limit exceeded. (per network) / Too many failed authentications; retry later. (per address)")))]
-pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn receive(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let ip = crate::auth::client_ip(&req);
     crate::auth::refuse_blocked(&state, ip)?;
+    // Read here rather than by actix's `Bytes` extractor, whose 413 is plain text.
+    let body = read_decoded_body(&req, payload).await?;
     let p = params(&req, &body)?;
     let token = p.get("token").map(|t| t.trim()).filter(|t| !t.is_empty());
     let found = match token {
@@ -116,13 +119,16 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
     need("click_id", id_like(click_id, 64), "The click id field is required and must be a click id from a hissaback redirect.");
     let txn_id = get("txn_id").unwrap_or("");
     need("txn_id", id_like(txn_id, 128), "The txn id field is required: letters, digits, '-', '_', '.', ':' (at most 128).");
-    let payout = get("payout").or_else(|| get("commission")).and_then(|v| v.parse::<Decimal>().ok());
-    need(
-        "payout",
-        payout.is_some_and(|v| v >= Decimal::ZERO && v.normalize().scale() <= 2 && v <= Decimal::from(crate::validation::MAX_AMOUNT)),
-        "The payout field is required: a non-negative amount with at most two decimals.",
-    );
     let currency = get("currency").and_then(CurrencyCode::parse);
+    // The amount as sent (not trimmed: white space is not part of a plain decimal), to the
+    // currency's minor digits once the currency is known.
+    let raw_payout = ["payout", "commission"].iter().find_map(|k| p.get(*k).filter(|v| !v.trim().is_empty()));
+    let digits = currency.map_or(amount::MAX_MINOR_DIGITS, amount::minor_digits);
+    let payout = raw_payout.and_then(|v| Amount::parse(v, digits).ok());
+    match raw_payout {
+        None => need("payout", false, "The payout field is required: a non-negative amount with at most two decimals."),
+        Some(_) => need("payout", payout.is_some(), &amount::field_message("payout", digits)),
+    }
     need("currency", currency.is_some(), "The currency field is required: USD, GBP, EUR, INR or BGN.");
     let status = get("status").and_then(status);
     need("status", status.is_some(), "The status field is required: pending, approved, rejected or reversed.");
@@ -133,7 +139,7 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, body: web::By
     let (Some(payout), Some(currency), Some(status), true) = (payout, currency, status, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let money = Money::from_decimal(payout, currency).map_err(|_| ApiError::invalid_field("payout", "The payout is out of range."))?;
+    let money = payout.to_money(currency).map_err(|_| ApiError::invalid_field("payout", amount::field_message("payout", amount::minor_digits(currency))))?;
     let event = PostbackReceived {
         network_id: network.id,
         click_id: click_id.to_string(),

@@ -15,7 +15,7 @@ use crate::error::{messages, ApiError, FieldErrors};
 use crate::extract::read_json;
 use crate::json;
 use crate::state::AppState;
-use crate::store::{DeliveryRecord, DeliveryState, Sequence, WebhookRecord};
+use crate::store::{DeliveryRecord, DeliveryState, Sequence, WebhookChange, WebhookRecord};
 use crate::webhooks::{guard, new_secret, AFFILIATE_EVENTS, PARTNER_EVENTS};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -112,6 +112,16 @@ async fn own_webhook(state: &AppState, auth: &Authenticated, raw: &str) -> Resul
     state.store.get_webhook(auth.affiliate.id, id).await?.ok_or_else(not_found)
 }
 
+/// Applies a partner's change to the caller's webhook as stored now (never a copy read
+/// earlier: the dispatcher's health fields and concurrent changes stay as they are) and tells
+/// the dispatcher, whose next attempt then reads the webhook again.
+async fn change_own_webhook(state: &AppState, auth: &Authenticated, raw: &str, change: WebhookChange) -> Result<WebhookRecord, ApiError> {
+    let id: u64 = raw.parse().map_err(|_| not_found())?;
+    let webhook = state.store.update_webhook(auth.affiliate.id, id, change).await?.ok_or_else(not_found)?;
+    state.dispatcher.webhook_changed(&webhook).await;
+    Ok(webhook)
+}
+
 /// Lists the affiliate's webhooks and the supported events.
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "affiliate",
     responses((status = 200, description = "webhooks and supported_events"), (status = 401), (status = 403, description = "Insufficient scope.")),
@@ -194,6 +204,7 @@ pub async fn delete(auth: Authenticated, state: web::Data<AppState>, path: web::
     auth.require(Scope::WebhooksManage)?;
     let webhook = own_webhook(&state, &auth, &path).await?;
     state.store.delete_webhook(&webhook).await?;
+    state.dispatcher.webhook_deleted(webhook.id).await;
     let claim = format!("{}:{}:{}", webhook.affiliate_id, webhook.event, webhook.url);
     state.store.release_unique("webhook_url", &claim, webhook.id).await?;
     Ok(HttpResponse::Ok().json(json!({ "success": true })))
@@ -252,10 +263,13 @@ pub async fn redeliver(auth: Authenticated, state: web::Data<AppState>, path: we
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn rotate_secret(auth: Authenticated, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksManage)?;
-    let mut webhook = own_webhook(&state, &auth, &path).await?;
-    webhook.secret = new_secret();
-    webhook.updated_at = Utc::now();
-    state.store.put_webhook(&webhook).await?;
+    let secret = new_secret();
+    let change: WebhookChange = Box::new(move |w| {
+        w.secret = secret.clone();
+        w.touch();
+        true
+    });
+    let webhook = change_own_webhook(&state, &auth, &path, change).await?;
     Ok(json::ok(with_secret(&webhook)))
 }
 
@@ -265,11 +279,14 @@ pub async fn rotate_secret(auth: Authenticated, state: web::Data<AppState>, path
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn enable(auth: Authenticated, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksManage)?;
-    let mut webhook = own_webhook(&state, &auth, &path).await?;
-    webhook.disabled_at = None;
-    webhook.disabled_reason = None;
-    webhook.failing_since = None;
-    webhook.updated_at = Utc::now();
-    state.store.put_webhook(&webhook).await?;
+    // Re-enabling is the partner's say over the endpoint's health: a fresh start.
+    let change: WebhookChange = Box::new(|w| {
+        w.disabled_at = None;
+        w.disabled_reason = None;
+        w.failing_since = None;
+        w.touch();
+        true
+    });
+    let webhook = change_own_webhook(&state, &auth, &path, change).await?;
     Ok(json::ok(json!({ "webhook": view(&webhook) })))
 }

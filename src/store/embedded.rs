@@ -257,6 +257,16 @@ impl EmbeddedStore {
             .await
     }
 
+    /// Writes `body` over row `id` of `table` only if the stored document is still at
+    /// `read_version` (documents from before versions were kept count as 0): one statement on
+    /// the one writer, so no write comes between the check and the write.
+    async fn replace_doc(&self, table: &'static str, id: u64, read_version: u64, body: String) -> StoreResult<bool> {
+        let sql = format!("UPDATE {table} SET body = ?1 WHERE id = ?2 AND coalesce(json_extract(body, '$.version'), 0) = ?3");
+        let read_version = i64::try_from(read_version).map_err(|_| StoreError::Corrupt(format!("version {read_version} is too large")))?;
+        self.with(move |c| c.prepare_cached(&sql)?.execute(params![body, id as i64, read_version]).map(|n| n == 1))
+            .await
+    }
+
     async fn get_doc<T: DeserializeOwned>(&self, table: DocTable, id: u64) -> StoreResult<Option<T>> {
         let sql = format!("SELECT body FROM {} WHERE id = ?1", table.name());
         let body: Option<String> = self
@@ -387,6 +397,11 @@ impl Store for EmbeddedStore {
         self.put_doc(DocTable::Affiliates, affiliate.id, affiliate).await
     }
 
+    async fn replace_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<bool> {
+        let next = AffiliateRecord { version: affiliate.version + 1, ..affiliate.clone() };
+        self.replace_doc(DocTable::Affiliates.name(), affiliate.id, affiliate.version, to_json(&next)).await
+    }
+
     async fn get_affiliate(&self, id: u64) -> StoreResult<Option<AffiliateRecord>> {
         self.get_doc(DocTable::Affiliates, id).await
     }
@@ -407,6 +422,12 @@ impl Store for EmbeddedStore {
             .map(|_| ())
         })
         .await
+    }
+
+    async fn replace_key(&self, key: &ApiKeyRecord) -> StoreResult<bool> {
+        // last_used_at stays in its own column, as in put_key.
+        let next = ApiKeyRecord { version: key.version + 1, last_used_at: None, ..key.clone() };
+        self.replace_doc("api_keys", key.id, key.version, to_json(&next)).await
     }
 
     async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
@@ -470,6 +491,11 @@ impl Store for EmbeddedStore {
         self.put_doc(DocTable::Categories, category.id, category).await
     }
 
+    async fn replace_category(&self, category: &CategoryRecord) -> StoreResult<bool> {
+        let next = CategoryRecord { version: category.version + 1, ..category.clone() };
+        self.replace_doc(DocTable::Categories.name(), category.id, category.version, to_json(&next)).await
+    }
+
     async fn get_category(&self, id: u64) -> StoreResult<Option<CategoryRecord>> {
         self.get_doc(DocTable::Categories, id).await
     }
@@ -505,6 +531,11 @@ impl Store for EmbeddedStore {
 
     async fn put_product(&self, product: &ProductRecord) -> StoreResult<()> {
         self.put_doc(DocTable::Products, product.id, product).await
+    }
+
+    async fn replace_product(&self, product: &ProductRecord) -> StoreResult<bool> {
+        let next = ProductRecord { version: product.version + 1, ..product.clone() };
+        self.replace_doc(DocTable::Products.name(), product.id, product.version, to_json(&next)).await
     }
 
     async fn get_product(&self, id: u64) -> StoreResult<Option<ProductRecord>> {
@@ -1112,6 +1143,7 @@ mod tests {
             user: None,
             created_at: now,
             updated_at: now,
+            version: 0,
         }
     }
 
@@ -1131,6 +1163,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             rotated_to: None,
+            version: 0,
         }
     }
 

@@ -7,6 +7,18 @@
 //! instead of an auto-increment. Calls on an affiliate's data take the affiliate id, which
 //! is part of every such partition key.
 //!
+//! # Edits of shared records
+//!
+//! Records that several requests may edit at once (affiliates, keys, categories, products)
+//! carry a `version`. A whole-row `put_*` is for creating one; an edit reads the record,
+//! changes its copy and writes it back with `replace_*`, which stores it only if the stored
+//! record is still at the version read (and then at that version + 1). When it is not,
+//! another edit came first: the caller reads again and re-applies its change to the fresh
+//! copy ([`EditAttempts`]), so no edit overwrites another with a stale copy (STYLE 13,
+//! DESIGN "Data rules"). SQLite checks the version in the `UPDATE`'s `WHERE` on its one
+//! writer; CQL uses a lightweight transaction on the exact stored text (`IF body = ?`):
+//! such rows, once created, are only ever rewritten through LWTs.
+//!
 //! Backends, chosen once at start from configuration: [`embedded`] (SQLite, the default)
 //! and [`scylla`] (ScyllaDB or Apache Cassandra).
 
@@ -130,6 +142,10 @@ pub struct AffiliateRecord {
     pub user: Option<UserRecord>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Bumped by every conditional write ([`Store::replace_affiliate`]); documents stored before
+    /// versions were kept read as 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A key's rate plan.
@@ -161,6 +177,10 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The key that replaced this one in a rotation.
     pub rotated_to: Option<u64>,
+    /// Bumped by every conditional write ([`Store::replace_key`]); documents stored before
+    /// versions were kept read as 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ApiKeyRecord {
@@ -181,6 +201,10 @@ pub struct CategoryRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Bumped by every conditional write ([`Store::replace_category`]); documents stored before
+    /// versions were kept read as 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A coupon tier of a course.
@@ -230,6 +254,10 @@ pub struct ProductRecord {
     pub coupons: Vec<CouponRecord>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Bumped by every conditional write ([`Store::replace_product`]); documents stored before
+    /// versions were kept read as 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A promotion: a site-wide percentage and the bundles it features.
@@ -519,12 +547,21 @@ pub trait Store: Send + Sync + 'static {
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
     async fn put_setting(&self, name: &str, value: &str) -> StoreResult<()>;
 
-    /// Insert or replace an affiliate (whole row).
+    /// Insert or replace an affiliate (whole row): for creating one; edits use
+    /// [`Store::replace_affiliate`].
     async fn put_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<()>;
+    /// Stores `affiliate` at `affiliate.version + 1` if the stored one is still at
+    /// `affiliate.version` (the version the caller read). False: another write came first, or
+    /// the affiliate does not exist; nothing was written.
+    async fn replace_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<bool>;
     async fn get_affiliate(&self, id: u64) -> StoreResult<Option<AffiliateRecord>>;
 
-    /// Insert or replace a key (whole row, including its hash lookup).
+    /// Insert or replace a key (whole row, including its hash lookup): for issuing one; edits
+    /// use [`Store::replace_key`].
     async fn put_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    /// Like [`Store::replace_affiliate`], for a key (rotation, revocation). A key's hash and
+    /// affiliate never change, so its lookups are not rewritten; `last_used_at` is kept.
+    async fn replace_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;
     async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
     async fn key_by_id(&self, id: u64) -> StoreResult<Option<ApiKeyRecord>>;
     /// An affiliate's keys, ordered by id.
@@ -532,8 +569,11 @@ pub trait Store: Send + Sync + 'static {
     /// Sets `last_used_at` for each key, never moving it backwards.
     async fn record_last_used(&self, batch: &[KeyLastUsed]) -> StoreResult<()>;
 
-    /// Insert or replace a category (whole row).
+    /// Insert or replace a category (whole row): for creating one; edits use
+    /// [`Store::replace_category`].
     async fn put_category(&self, category: &CategoryRecord) -> StoreResult<()>;
+    /// Like [`Store::replace_affiliate`], for a category (edits and soft deletes).
+    async fn replace_category(&self, category: &CategoryRecord) -> StoreResult<bool>;
     async fn get_category(&self, id: u64) -> StoreResult<Option<CategoryRecord>>;
     /// Every category, soft-deleted ones included, ordered by id. The set is small (one
     /// partition in CQL).
@@ -546,8 +586,11 @@ pub trait Store: Send + Sync + 'static {
     /// Gives a claimed value up, if `owner` holds it.
     async fn release_unique(&self, namespace: &str, value: &str, owner: u64) -> StoreResult<()>;
 
-    /// Insert or replace a product (whole row, coupons included).
+    /// Insert or replace a product (whole row, coupons included): for creating one; edits use
+    /// [`Store::replace_product`].
     async fn put_product(&self, product: &ProductRecord) -> StoreResult<()>;
+    /// Like [`Store::replace_affiliate`], for a product (edits, publishing, coupons).
+    async fn replace_product(&self, product: &ProductRecord) -> StoreResult<bool>;
     async fn get_product(&self, id: u64) -> StoreResult<Option<ProductRecord>>;
     /// Every product, for the catalogue snapshot (read whole at start, then kept current
     /// from change events).
@@ -566,7 +609,9 @@ pub trait Store: Send + Sync + 'static {
     /// A blog by id alone, for the admin review.
     async fn get_blog_by_id(&self, id: u64) -> StoreResult<Option<BlogRecord>>;
 
-    /// Insert or replace a webhook (with its by-event index row).
+    /// Insert or replace a webhook (with its by-event index row). For creating one: a change
+    /// of a stored webhook goes through [`Store::update_webhook`], which never writes back
+    /// fields another writer changed meanwhile.
     async fn put_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
     /// One of the affiliate's webhooks; another affiliate's is `None`.
     async fn get_webhook(&self, affiliate_id: u64, id: u64) -> StoreResult<Option<WebhookRecord>>;
@@ -574,6 +619,8 @@ pub trait Store: Send + Sync + 'static {
     async fn webhooks_of(&self, affiliate_id: u64) -> StoreResult<Vec<WebhookRecord>>;
     /// Every webhook subscribed to `event`, across affiliates (the dispatcher's fan-out).
     async fn webhooks_for_event(&self, event: &str) -> StoreResult<Vec<WebhookRecord>>;
+    /// Deletes the webhook (as stored now, whatever changed since `webhook` was read): no
+    /// [`Store::update_webhook`] after it brings it back.
     async fn delete_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
 
     /// Insert or replace a delivery; pending ones are also kept in the pending index.
@@ -662,14 +709,74 @@ pub trait Store: Send + Sync + 'static {
     async fn get_webhooks(&self, keys: &[(u64, u64)]) -> StoreResult<Vec<WebhookRecord>>;
     /// Reads a webhook as stored now, lets `change` edit it and writes it back when `change`
     /// says it changed something; answers the webhook as stored afterwards (`None`: gone, and
-    /// nothing is written). For a writer that owns some fields only (the dispatcher and an
-    /// endpoint's health): the other fields stay as stored, not as the caller last saw them.
-    /// Atomic on the embedded store; a read then a write on ScyllaDB.
+    /// nothing is written: an update never brings a deleted webhook back). Every change of a
+    /// stored webhook goes through here, each writer editing only the fields it owns (the
+    /// dispatcher an endpoint's health; the partner its secret, or re-enabling it), so no
+    /// writer puts back what another changed meanwhile and concurrent changes all land.
+    /// Atomic on the embedded store (one transaction); on ScyllaDB a compare-and-set
+    /// conditional on the row as read (a lightweight transaction: webhook changes are rare),
+    /// with `change` applied again to the newer row when another write came first, so
+    /// `change` may run more than once and must depend only on the record it is handed.
     async fn update_webhook(&self, affiliate_id: u64, id: u64, change: WebhookChange) -> StoreResult<Option<WebhookRecord>>;
 }
 
-/// An edit of a stored webhook for [`Store::update_webhook`]: true when it changed something.
-pub type WebhookChange = Box<dyn FnOnce(&mut WebhookRecord) -> bool + Send>;
+/// An edit of a stored webhook for [`Store::update_webhook`]: true when it changed something
+/// (and then it calls [`WebhookRecord::touch`]). May be applied more than once, each time to
+/// the webhook as stored then.
+pub type WebhookChange = Box<dyn Fn(&mut WebhookRecord) -> bool + Send + Sync>;
+
+impl WebhookRecord {
+    /// Marks a change: `updated_at` becomes now, and always moves forward (at least a
+    /// microsecond past the version it replaces, whatever the clocks of the instances), so it
+    /// orders the versions of a webhook: the dispatcher drops a copy older than a change it
+    /// was told about, and ScyllaDB's by-event copy is written at that time.
+    pub fn touch(&mut self) {
+        let now = Utc::now();
+        let floor = self.updated_at + chrono::Duration::microseconds(1);
+        self.updated_at = now.max(floor);
+    }
+}
+
+/// The retries of an edit whose conditional write (`replace_*`) lost to another write:
+/// `while attempts.next().await { read; change; if replace { return } }`, then answer
+/// [`EDIT_CONFLICT`]. Each retry waits a short random while, longer as attempts pile up, so
+/// contenders spread out instead of colliding again.
+pub struct EditAttempts {
+    made: u32,
+}
+
+/// How many times an edit is tried before it gives up: enough for dozens of concurrent
+/// edits of one record (each round, one of them lands).
+pub const EDIT_ATTEMPTS: u32 = 64;
+
+/// What an edit that kept losing answers (409).
+pub const EDIT_CONFLICT: &str = "The record was changed by another request at the same time. Try again.";
+
+impl EditAttempts {
+    pub fn new() -> Self {
+        Self { made: 0 }
+    }
+
+    /// Whether to try (again): true for the first [`EDIT_ATTEMPTS`] calls, pausing before
+    /// every retry.
+    pub async fn next(&mut self) -> bool {
+        if self.made >= EDIT_ATTEMPTS {
+            return false;
+        }
+        if self.made > 0 {
+            let ms = rand::random_range(1..=4) * u64::from(self.made.min(10));
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        self.made += 1;
+        true
+    }
+}
+
+impl Default for EditAttempts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The store behind an `Arc`, as the rest of the service holds it.
 pub type SharedStore = Arc<dyn Store>;

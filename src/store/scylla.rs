@@ -5,7 +5,11 @@
 //! no `ALLOW FILTERING` and no secondary index. Lookup tables (`api_keys_by_hash`,
 //! `api_keys_by_affiliate`) are written beside the main row. Statements are prepared once at
 //! start, so requests are token-aware. Lightweight transactions are used only where
-//! uniqueness needs them: reserving blocks of ids on `id_sequences`. `last_used_at` is
+//! uniqueness needs them: reserving blocks of ids on `id_sequences` (and claims), and where
+//! writers share a record: every write of a `webhooks` row is a compare-and-set on the row as
+//! read (partner changes and the dispatcher's health changes, both rare); so is every edit
+//! of an affiliate, key, category or product (`IF body = ?` on the text read, admin edits
+//! being rare too; their creation is a plain insert). `last_used_at` is
 //! written `USING TIMESTAMP` of the observation, so an older observation can never
 //! overwrite a newer one, without a read.
 //!
@@ -145,8 +149,11 @@ struct Statements {
     setting_put: PreparedStatement,
     affiliate_get: PreparedStatement,
     affiliate_put: PreparedStatement,
+    affiliate_cas: PreparedStatement,
     key_get: PreparedStatement,
     key_put: PreparedStatement,
+    key_body_get: PreparedStatement,
+    key_cas: PreparedStatement,
     key_hash_get: PreparedStatement,
     key_hash_put: PreparedStatement,
     key_affiliate_put: PreparedStatement,
@@ -154,6 +161,7 @@ struct Statements {
     key_last_used: PreparedStatement,
     category_get: PreparedStatement,
     category_put: PreparedStatement,
+    category_cas: PreparedStatement,
     category_all: PreparedStatement,
     ping: PreparedStatement,
     claim_insert: PreparedStatement,
@@ -161,6 +169,7 @@ struct Statements {
     claim_release: PreparedStatement,
     product_get: PreparedStatement,
     product_put: PreparedStatement,
+    product_cas: PreparedStatement,
     product_bucket: PreparedStatement,
     promotion_put: PreparedStatement,
     promotion_all: PreparedStatement,
@@ -170,7 +179,8 @@ struct Statements {
     blog_get: PreparedStatement,
     blog_index_put: PreparedStatement,
     blog_index_get: PreparedStatement,
-    webhook_put: PreparedStatement,
+    webhook_insert: PreparedStatement,
+    webhook_cas: PreparedStatement,
     webhook_get: PreparedStatement,
     webhook_list: PreparedStatement,
     webhook_delete: PreparedStatement,
@@ -297,8 +307,11 @@ impl ScyllaStore {
             setting_put: prepare("INSERT INTO {ks}.settings (name, value) VALUES (?, ?)").await?,
             affiliate_get: prepare("SELECT body FROM {ks}.affiliates WHERE id = ?").await?,
             affiliate_put: prepare("INSERT INTO {ks}.affiliates (id, body) VALUES (?, ?)").await?,
+            affiliate_cas: prepare("UPDATE {ks}.affiliates SET body = ? WHERE id = ? IF body = ?").await?,
             key_get: prepare("SELECT body, last_used_at FROM {ks}.api_keys WHERE id = ?").await?,
             key_put: prepare("INSERT INTO {ks}.api_keys (id, body) VALUES (?, ?)").await?,
+            key_body_get: prepare("SELECT body FROM {ks}.api_keys WHERE id = ?").await?,
+            key_cas: prepare("UPDATE {ks}.api_keys SET body = ? WHERE id = ? IF body = ?").await?,
             key_hash_get: prepare("SELECT key_id FROM {ks}.api_keys_by_hash WHERE hash = ?").await?,
             key_hash_put: prepare("INSERT INTO {ks}.api_keys_by_hash (hash, key_id) VALUES (?, ?)").await?,
             key_affiliate_put: prepare("INSERT INTO {ks}.api_keys_by_affiliate (affiliate_id, key_id) VALUES (?, ?)").await?,
@@ -306,6 +319,7 @@ impl ScyllaStore {
             key_last_used: prepare("UPDATE {ks}.api_keys USING TIMESTAMP ? SET last_used_at = ? WHERE id = ?").await?,
             category_get: prepare("SELECT body FROM {ks}.categories WHERE bucket = ? AND id = ?").await?,
             category_put: prepare("INSERT INTO {ks}.categories (bucket, id, body) VALUES (?, ?, ?)").await?,
+            category_cas: prepare("UPDATE {ks}.categories SET body = ? WHERE bucket = ? AND id = ? IF body = ?").await?,
             category_all: prepare("SELECT body FROM {ks}.categories WHERE bucket = ?").await?,
             ping: prepare("SELECT release_version FROM system.local").await?,
             claim_insert: prepare("INSERT INTO {ks}.unique_claims (namespace, value, owner) VALUES (?, ?, ?) IF NOT EXISTS").await?,
@@ -313,6 +327,7 @@ impl ScyllaStore {
             claim_release: prepare("DELETE FROM {ks}.unique_claims WHERE namespace = ? AND value = ? IF owner = ?").await?,
             product_get: prepare("SELECT body FROM {ks}.products WHERE bucket = ? AND id = ?").await?,
             product_put: prepare("INSERT INTO {ks}.products (bucket, id, body) VALUES (?, ?, ?)").await?,
+            product_cas: prepare("UPDATE {ks}.products SET body = ? WHERE bucket = ? AND id = ? IF body = ?").await?,
             product_bucket: prepare("SELECT body FROM {ks}.products WHERE bucket = ?").await?,
             promotion_put: prepare("INSERT INTO {ks}.promotions (bucket, id, body) VALUES (?, ?, ?)").await?,
             promotion_all: prepare("SELECT body FROM {ks}.promotions WHERE bucket = ?").await?,
@@ -322,13 +337,19 @@ impl ScyllaStore {
             blog_get: prepare("SELECT body FROM {ks}.blogs WHERE affiliate_id = ? AND id = ?").await?,
             blog_index_put: prepare("INSERT INTO {ks}.blogs_by_id (id, affiliate_id) VALUES (?, ?)").await?,
             blog_index_get: prepare("SELECT affiliate_id FROM {ks}.blogs_by_id WHERE id = ?").await?,
-            webhook_put: prepare("INSERT INTO {ks}.webhooks (affiliate_id, id, body) VALUES (?, ?, ?)").await?,
+            // Every write of a webhook row is a lightweight transaction (mixed with plain
+            // writes, a plain write's timestamp could shadow a later compare-and-set).
+            webhook_insert: prepare("INSERT INTO {ks}.webhooks (affiliate_id, id, body) VALUES (?, ?, ?) IF NOT EXISTS").await?,
+            webhook_cas: prepare("UPDATE {ks}.webhooks SET body = ? WHERE affiliate_id = ? AND id = ? IF body = ?").await?,
             webhook_get: prepare("SELECT body FROM {ks}.webhooks WHERE affiliate_id = ? AND id = ?").await?,
             webhook_list: prepare("SELECT body FROM {ks}.webhooks WHERE affiliate_id = ?").await?,
-            webhook_delete: prepare("DELETE FROM {ks}.webhooks WHERE affiliate_id = ? AND id = ?").await?,
-            webhook_event_put: prepare("INSERT INTO {ks}.webhooks_by_event (event, id, body) VALUES (?, ?, ?)").await?,
+            webhook_delete: prepare("DELETE FROM {ks}.webhooks WHERE affiliate_id = ? AND id = ? IF body = ?").await?,
+            // The by-event copy is written at the version's `updated_at`: of two copies the
+            // newer version wins whatever order they arrive in, and a deletion (written past
+            // the last version) is never undone by a late copy.
+            webhook_event_put: prepare("INSERT INTO {ks}.webhooks_by_event (event, id, body) VALUES (?, ?, ?) USING TIMESTAMP ?").await?,
             webhook_event_list: prepare("SELECT body FROM {ks}.webhooks_by_event WHERE event = ?").await?,
-            webhook_event_delete: prepare("DELETE FROM {ks}.webhooks_by_event WHERE event = ? AND id = ?").await?,
+            webhook_event_delete: prepare("DELETE FROM {ks}.webhooks_by_event USING TIMESTAMP ? WHERE event = ? AND id = ?").await?,
             delivery_put: prepare("INSERT INTO {ks}.deliveries (webhook_id, id, body) VALUES (?, ?, ?)").await?,
             delivery_get: prepare("SELECT body FROM {ks}.deliveries WHERE webhook_id = ? AND id = ?").await?,
             delivery_list: prepare("SELECT body FROM {ks}.deliveries WHERE webhook_id = ? LIMIT ?").await?,
@@ -465,6 +486,21 @@ impl ScyllaStore {
         Err(StoreError::Unavailable(anyhow::anyhow!("id sequence {name} is too contended")))
     }
 
+    /// The stored text of a versioned document (`get` selects its `body`) when it is at
+    /// `read_version`; `None` when it is at another version or gone. A conditional replace then
+    /// swaps exactly this text with a lightweight transaction (`IF body = ?`): a write that
+    /// lands in between (or that this read missed) changes the text and fails the condition.
+    async fn body_at(&self, get: &PreparedStatement, key: impl scylla::serialize::row::SerializeRow, read_version: u64) -> StoreResult<Option<String>> {
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            #[serde(default)]
+            version: u64,
+        }
+        let Some(body) = self.one_text(get, key).await? else { return Ok(None) };
+        let stored: Versioned = from_json(&body)?;
+        Ok((stored.version == read_version).then_some(body))
+    }
+
     async fn key_rows(&self, id: i64) -> StoreResult<Option<ApiKeyRecord>> {
         let rows = self
             .exec(&self.st.key_get, (id,))
@@ -529,6 +565,13 @@ impl Store for ScyllaStore {
         self.write(&self.st.affiliate_put, (id(affiliate.id), to_json(affiliate))).await
     }
 
+    async fn replace_affiliate(&self, affiliate: &AffiliateRecord) -> StoreResult<bool> {
+        let aid = id(affiliate.id);
+        let Some(stored) = self.body_at(&self.st.affiliate_get, (aid,), affiliate.version).await? else { return Ok(false) };
+        let next = AffiliateRecord { version: affiliate.version + 1, ..affiliate.clone() };
+        self.lwt(&self.st.affiliate_cas, (to_json(&next), aid, stored)).await
+    }
+
     async fn get_affiliate(&self, affiliate_id: u64) -> StoreResult<Option<AffiliateRecord>> {
         self.doc(&self.st.affiliate_get, (id(affiliate_id),)).await
     }
@@ -541,6 +584,14 @@ impl Store for ScyllaStore {
         self.write(&self.st.key_hash_put, (key.hash.as_str(), id(key.id))).await?;
         self.write(&self.st.key_affiliate_put, (id(key.affiliate_id), id(key.id))).await?;
         self.write(&self.st.key_put, (id(key.id), to_json(&doc))).await
+    }
+
+    async fn replace_key(&self, key: &ApiKeyRecord) -> StoreResult<bool> {
+        // The body only: last_used_at is its own column, written without a read.
+        let kid = id(key.id);
+        let Some(stored) = self.body_at(&self.st.key_body_get, (kid,), key.version).await? else { return Ok(false) };
+        let next = ApiKeyRecord { version: key.version + 1, last_used_at: None, ..key.clone() };
+        self.lwt(&self.st.key_cas, (to_json(&next), kid, stored)).await
     }
 
     async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
@@ -596,6 +647,13 @@ impl Store for ScyllaStore {
         self.write(&self.st.category_put, (CATEGORY_BUCKET, id(category.id), to_json(category))).await
     }
 
+    async fn replace_category(&self, category: &CategoryRecord) -> StoreResult<bool> {
+        let cid = id(category.id);
+        let Some(stored) = self.body_at(&self.st.category_get, (CATEGORY_BUCKET, cid), category.version).await? else { return Ok(false) };
+        let next = CategoryRecord { version: category.version + 1, ..category.clone() };
+        self.lwt(&self.st.category_cas, (to_json(&next), CATEGORY_BUCKET, cid, stored)).await
+    }
+
     async fn get_category(&self, category_id: u64) -> StoreResult<Option<CategoryRecord>> {
         self.doc(&self.st.category_get, (CATEGORY_BUCKET, id(category_id))).await
     }
@@ -618,6 +676,13 @@ impl Store for ScyllaStore {
     async fn put_product(&self, product: &ProductRecord) -> StoreResult<()> {
         let pid = id(product.id);
         self.write(&self.st.product_put, (bucket_of(pid), pid, to_json(product))).await
+    }
+
+    async fn replace_product(&self, product: &ProductRecord) -> StoreResult<bool> {
+        let pid = id(product.id);
+        let Some(stored) = self.body_at(&self.st.product_get, (bucket_of(pid), pid), product.version).await? else { return Ok(false) };
+        let next = ProductRecord { version: product.version + 1, ..product.clone() };
+        self.lwt(&self.st.product_cas, (to_json(&next), bucket_of(pid), pid, stored)).await
     }
 
     async fn get_product(&self, product_id: u64) -> StoreResult<Option<ProductRecord>> {
@@ -668,8 +733,19 @@ impl Store for ScyllaStore {
 
     async fn put_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
         let body = to_json(webhook);
-        self.write(&self.st.webhook_event_put, (webhook.event.as_str(), id(webhook.id), body.as_str())).await?;
-        self.write(&self.st.webhook_put, (id(webhook.affiliate_id), id(webhook.id), body.as_str())).await
+        match self.webhook_cas(&self.st.webhook_insert, (id(webhook.affiliate_id), id(webhook.id), body.as_str())).await? {
+            Ok(()) => self.index_webhook(None, webhook).await,
+            // A replacement: a compare-and-set like any change of the row.
+            Err(_) => {
+                let replacement = webhook.clone();
+                let change: WebhookChange = Box::new(move |w| {
+                    *w = WebhookRecord { updated_at: w.updated_at, ..replacement.clone() };
+                    w.touch();
+                    true
+                });
+                self.update_webhook(webhook.affiliate_id, webhook.id, change).await.map(|_| ())
+            }
+        }
     }
 
     async fn get_webhook(&self, affiliate_id: u64, webhook_id: u64) -> StoreResult<Option<WebhookRecord>> {
@@ -685,8 +761,36 @@ impl Store for ScyllaStore {
     }
 
     async fn delete_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
-        self.write(&self.st.webhook_delete, (id(webhook.affiliate_id), id(webhook.id))).await?;
-        self.write(&self.st.webhook_event_delete, (webhook.event.as_str(), id(webhook.id))).await
+        // Conditional on the row as read, like a change, so the version deleted is known and
+        // the by-event copy's deletion is written past it.
+        let key = (id(webhook.affiliate_id), id(webhook.id));
+        let mut current = self.one_text(&self.st.webhook_get, key).await?;
+        let mut last = webhook.clone();
+        let mut gone = false;
+        for attempt in 0..CAS_TRIES {
+            let Some(body) = current else {
+                gone = true;
+                break;
+            };
+            last = from_json(&body)?;
+            match self.webhook_cas(&self.st.webhook_delete, (key.0, key.1, body.as_str())).await? {
+                Ok(()) => {
+                    gone = true;
+                    break;
+                }
+                Err(now) => current = now,
+            }
+            cas_backoff(attempt).await;
+        }
+        if !gone {
+            return Err(StoreError::Unavailable(anyhow::anyhow!("webhook {} is too contended", webhook.id)));
+        }
+        let at = Utc::now().timestamp_micros().max(last.updated_at.timestamp_micros() + 1);
+        self.write(&self.st.webhook_event_delete, (at, last.event.as_str(), key.1)).await?;
+        if last.event != webhook.event {
+            self.write(&self.st.webhook_event_delete, (at, webhook.event.as_str(), key.1)).await?;
+        }
+        Ok(())
     }
 
     async fn put_delivery(&self, delivery: &DeliveryRecord) -> StoreResult<()> {
@@ -982,12 +1086,85 @@ impl Store for ScyllaStore {
     }
 
     async fn update_webhook(&self, affiliate_id: u64, webhook_id: u64, change: WebhookChange) -> StoreResult<Option<WebhookRecord>> {
-        // Not atomic here (that would take a lightweight transaction on every write of the
-        // row): the read is fresh, so only a write landing between the two is overwritten.
-        let Some(mut webhook) = self.get_webhook(affiliate_id, webhook_id).await? else { return Ok(None) };
-        if change(&mut webhook) {
-            self.put_webhook(&webhook).await?;
+        // A compare-and-set on the body as read: a write that came first (another change, a
+        // deletion) fails it and answers the row as it is now, which `change` edits again; a
+        // missing row is never written (no deleted webhook comes back).
+        let key = (id(affiliate_id), id(webhook_id));
+        let mut current = self.one_text(&self.st.webhook_get, key).await?;
+        for attempt in 0..CAS_TRIES {
+            let Some(body) = current else { return Ok(None) };
+            let old: WebhookRecord = from_json(&body)?;
+            let mut new = old.clone();
+            if !change(&mut new) {
+                return Ok(Some(old));
+            }
+            // Versions strictly ordered whatever `change` did with `updated_at`.
+            if new.updated_at.timestamp_micros() <= old.updated_at.timestamp_micros() {
+                new.updated_at = old.updated_at;
+                new.touch();
+            }
+            let next = to_json(&new);
+            match self.webhook_cas(&self.st.webhook_cas, (next.as_str(), key.0, key.1, body.as_str())).await? {
+                Ok(()) => {
+                    self.index_webhook(Some(&old), &new).await?;
+                    return Ok(Some(new));
+                }
+                Err(now) => current = now,
+            }
+            cas_backoff(attempt).await;
         }
-        Ok(Some(webhook))
+        Err(StoreError::Unavailable(anyhow::anyhow!("webhook {webhook_id} is too contended")))
+    }
+}
+
+/// Compare-and-set rounds on one webhook row before giving up.
+const CAS_TRIES: u32 = 50;
+
+/// After a lost compare-and-set round or two, waits a random while so contenders spread out.
+async fn cas_backoff(attempt: u32) {
+    if attempt >= 1 {
+        let ms = rand::random_range(1..=5) * u64::from(attempt.min(20));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+impl ScyllaStore {
+    /// Runs a webhook row's lightweight transaction: `Ok(())` when it applied, else the row's
+    /// body as it is now (`None`: no row). Both Cassandra and ScyllaDB add the conditioned
+    /// columns to a refusal; the columns are found by name.
+    async fn webhook_cas(&self, st: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> StoreResult<Result<(), Option<String>>> {
+        let rows = self.exec(st, values).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let specs = rows.column_specs();
+        let applied_at = specs
+            .iter()
+            .position(|c| c.name() == "[applied]")
+            .ok_or_else(|| StoreError::Corrupt("LWT answer without [applied]".into()))?;
+        let body_at = specs.iter().position(|c| c.name() == "body");
+        let row = rows
+            .maybe_first_row::<scylla::value::Row>()
+            .map_err(driver_error)?
+            .ok_or_else(|| StoreError::Corrupt("LWT answer without a row".into()))?;
+        match row.columns.get(applied_at) {
+            Some(Some(scylla::value::CqlValue::Boolean(true))) => Ok(Ok(())),
+            Some(Some(scylla::value::CqlValue::Boolean(false))) => {
+                let body = body_at.and_then(|i| row.columns.get(i).cloned().flatten());
+                match body {
+                    None => Ok(Err(None)),
+                    Some(scylla::value::CqlValue::Text(b)) | Some(scylla::value::CqlValue::Ascii(b)) => Ok(Err(Some(b))),
+                    Some(_) => Err(StoreError::Corrupt("webhook body is not text".into())),
+                }
+            }
+            _ => Err(StoreError::Corrupt("LWT [applied] is not a boolean".into())),
+        }
+    }
+
+    /// Writes the by-event copy of a webhook's version `new` (moving it when the event
+    /// changed), at the version's time.
+    async fn index_webhook(&self, old: Option<&WebhookRecord>, new: &WebhookRecord) -> StoreResult<()> {
+        let at = new.updated_at.timestamp_micros();
+        if let Some(old) = old.filter(|o| o.event != new.event) {
+            self.write(&self.st.webhook_event_delete, (at, old.event.as_str(), id(new.id))).await?;
+        }
+        self.write(&self.st.webhook_event_put, (new.event.as_str(), id(new.id), to_json(new), at)).await
     }
 }

@@ -9,9 +9,21 @@
 //! [`LOADED_PER_ENDPOINT`] queued for one endpoint, a dead one's backlog say, deliveries are
 //! held by key and read at their attempt, as are orphans adopted from another instance, which
 //! may have finished them meanwhile.) Webhooks are cached for
-//! [`WEBHOOK_TTL`]; the intake hands over the webhooks it read with each batch of new
-//! deliveries (so a rotated secret or a re-enabled endpoint signs the next events), and a
-//! manual redelivery drops the cached one.
+//! [`WEBHOOK_TTL`] for first attempts; the intake hands over the webhooks it read with each
+//! batch of new deliveries, and a manual redelivery drops the cached one.
+//!
+//! # Webhooks change under it
+//!
+//! The dispatcher never writes a webhook back: the sender changes only an endpoint's health,
+//! through [`crate::store::Store::update_webhook`] (on the webhook as stored then; a deleted
+//! one stays deleted). What it signs with is the webhook as stored when the attempt starts:
+//! - the routes report each change (a rotated secret, re-enabling, a deletion) with its
+//!   version (`updated_at`, which only moves forward); the cached copy is dropped (a deletion
+//!   is cached as gone) and, for a while ([`FLOOR_KEEP`]), no copy older than that version is
+//!   cached again, such as one an attempt in flight or the intake read before the change;
+//! - a retry (an attempt after a failed one) reads the webhook from the store rather than the
+//!   cache: a change made through another instance counts for it at once. Retries follow
+//!   failures, so these reads are few; first attempts, most of the traffic, use the cache.
 //!
 //! # Queues and caps
 //!
@@ -61,8 +73,11 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(50);
 /// Finished attempts written at once without waiting for the tick.
 const WRITE_AT: usize = 512;
-/// How long a webhook read from the store is used for retries before it is read again.
+/// How long a webhook read from the store is used for first attempts before it is read again.
 const WEBHOOK_TTL: Duration = Duration::from_secs(5);
+/// How long a reported change keeps older copies of its webhook out of the cache: longer
+/// than any attempt (or intake read) that started before it can take to come back.
+const FLOOR_KEEP: Duration = Duration::from_secs(600);
 /// When the store cannot be read for an attempt, it is tried again after this long.
 const STORE_RETRY: Duration = Duration::from_secs(5);
 /// When finished attempts could not be written, the write is tried again after this long.
@@ -102,6 +117,15 @@ struct Cached {
     at: Instant,
 }
 
+/// The oldest copy of a webhook the cache may take, after a change the routes reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    /// Copies older than this version (`updated_at`) are stale.
+    Version(DateTime<Utc>),
+    /// Deleted: every copy is stale.
+    Deleted,
+}
+
 pub struct Dispatcher {
     sender: Arc<Sender>,
     store: SharedStore,
@@ -110,6 +134,9 @@ pub struct Dispatcher {
     /// Endpoints with something queued and a free slot, by their first due time.
     ready: BTreeSet<(DateTime<Utc>, u64)>,
     webhooks: HashMap<u64, Cached>,
+    /// Webhooks changed lately through the API: the oldest copy of each the cache may take,
+    /// and when the change was reported.
+    floors: HashMap<u64, (Floor, Instant)>,
     /// Endpoints whose last attempt got no answer: one attempt at a time.
     unreachable: HashSet<u64>,
     /// Finished attempts not yet written.
@@ -144,6 +171,14 @@ pub struct ScheduleNew {
     pub webhooks: Vec<WebhookRecord>,
 }
 
+/// A webhook changed or was deleted through the API: drop the cached copy and any older one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget {
+    pub webhook_id: u64,
+    pub floor: Floor,
+}
+
 impl Dispatcher {
     /// `caps`: attempts in flight at most, in all and per endpoint.
     fn new(
@@ -162,6 +197,7 @@ impl Dispatcher {
             endpoints: HashMap::new(),
             ready: BTreeSet::new(),
             webhooks: HashMap::new(),
+            floors: HashMap::new(),
             unreachable: HashSet::new(),
             unwritten: Vec::new(),
             writing: false,
@@ -270,12 +306,52 @@ impl Dispatcher {
         self.webhooks.get(&webhook_id).filter(|c| c.at.elapsed() < WEBHOOK_TTL).map(|c| c.webhook.clone())
     }
 
-    /// Caches a webhook read elsewhere (the intake) unless the one held here is newer (an
-    /// endpoint transition this dispatcher wrote after that read).
-    fn offer_webhook(&mut self, w: WebhookRecord) {
-        let newer_here = self.webhooks.get(&w.id).and_then(|c| c.webhook.as_ref()).is_some_and(|mine| mine.updated_at > w.updated_at);
-        if !newer_here {
-            self.webhooks.insert(w.id, Cached { webhook: Some(w), at: Instant::now() });
+    /// Caches a copy of a webhook (`None`: gone) read or written by an attempt or the
+    /// intake, unless it is older than the one held here (an endpoint transition written
+    /// after that read; or the webhook is known gone) or than a change the routes reported
+    /// (see [`Floor`]).
+    fn cache_webhook(&mut self, webhook_id: u64, webhook: Option<WebhookRecord>) {
+        if let Some(w) = &webhook {
+            let stale = match self.floors.get(&webhook_id) {
+                Some((Floor::Deleted, _)) => true,
+                Some((Floor::Version(v), _)) => w.updated_at < *v,
+                None => false,
+            };
+            // Known gone stays gone (ids are never used again).
+            let newer_here = self.webhooks.get(&webhook_id).is_some_and(|c| c.webhook.as_ref().is_none_or(|mine| mine.updated_at > w.updated_at));
+            if stale || newer_here {
+                return;
+            }
+        }
+        self.webhooks.insert(webhook_id, Cached { webhook, at: Instant::now() });
+    }
+
+    /// A change the routes reported: the cached copy goes unless it is that version or newer;
+    /// a deleted webhook is cached as gone.
+    fn forget_webhook(&mut self, webhook_id: u64, floor: Floor) {
+        let floor = match (self.floors.get(&webhook_id), floor) {
+            (Some((Floor::Deleted, _)), _) | (_, Floor::Deleted) => Floor::Deleted,
+            (Some((Floor::Version(old), _)), Floor::Version(new)) => Floor::Version((*old).max(new)),
+            (None, f) => f,
+        };
+        self.floors.insert(webhook_id, (floor, Instant::now()));
+        match floor {
+            Floor::Deleted => {
+                self.webhooks.insert(webhook_id, Cached { webhook: None, at: Instant::now() });
+            }
+            Floor::Version(v) => {
+                let current = self.webhooks.get(&webhook_id).and_then(|c| c.webhook.as_ref()).is_some_and(|w| w.updated_at >= v);
+                if !current {
+                    self.webhooks.remove(&webhook_id);
+                }
+            }
+        }
+    }
+
+    /// Lets go of floors older than [`FLOOR_KEEP`].
+    fn prune_floors(&mut self) {
+        if !self.floors.is_empty() {
+            self.floors.retain(|_, (_, at)| at.elapsed() < FLOOR_KEEP);
         }
     }
 
@@ -317,6 +393,9 @@ impl Dispatcher {
                         _ => return Ok(None),
                     },
                 };
+                // A retry reads the webhook as stored now (see "Webhooks change under it"),
+                // unless it is known to be gone.
+                let cached = cached.filter(|w| w.is_none() || record.attempts.is_empty());
                 let (webhook, fetched) = match cached {
                     Some(w) => (w, false),
                     None => (store.get_webhook(record.affiliate_id, record.webhook_id).await?, true),
@@ -340,12 +419,15 @@ impl Dispatcher {
 
     /// An attempt ended: its slot is free, its record waits for the next write (`None`: an
     /// adopted delivery found finished elsewhere, let go).
-    fn finished(&mut self, key: Key, result: StoreResult<Option<Attempted>>) {
+    fn finished(&mut self, key: Key, mut result: StoreResult<Option<Attempted>>) {
         self.in_flight -= 1;
         if let Some(ep) = self.endpoints.get_mut(&key.0) {
             ep.in_flight -= 1;
         }
-        if let Ok(Some(done)) = &result {
+        if let Ok(Some(done)) = &mut result {
+            if let Some(w) = done.webhook.take() {
+                self.cache_webhook(key.0, w);
+            }
             if done.unreachable {
                 self.unreachable.insert(key.0);
             } else {
@@ -366,10 +448,7 @@ impl Dispatcher {
                     self.held.remove(&key);
                 }
             },
-            Ok(Some(Attempted { delivery, webhook, .. })) => {
-                if let Some(w) = webhook {
-                    self.webhooks.insert(key.0, Cached { webhook: w, at: Instant::now() });
-                }
+            Ok(Some(Attempted { delivery, .. })) => {
                 let mut delivery = delivery;
                 if let Some(due) = h.rerun.take() {
                     redeliver(&mut delivery, due, &self.instance_id);
@@ -477,6 +556,7 @@ impl Actor for Dispatcher {
         ctx.run_interval(TICK, |act, ctx| {
             act.write(ctx);
             act.dispatch_due(ctx);
+            act.prune_floors();
         });
         ctx.run_interval(self.sweep_every, |act, ctx| {
             let (store, me, grace) = (act.store.clone(), act.instance_id.clone(), act.orphan_grace);
@@ -576,7 +656,7 @@ impl Handler<ScheduleNew> for Dispatcher {
 
     fn handle(&mut self, msg: ScheduleNew, ctx: &mut Self::Context) {
         for w in msg.webhooks {
-            self.offer_webhook(w);
+            self.cache_webhook(w.id, Some(w));
         }
         let now = Utc::now();
         for d in msg.deliveries {
@@ -584,6 +664,14 @@ impl Handler<ScheduleNew> for Dispatcher {
             self.enqueue(d, due, false);
         }
         self.dispatch_due(ctx);
+    }
+}
+
+impl Handler<Forget> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _ctx: &mut Self::Context) {
+        self.forget_webhook(msg.webhook_id, msg.floor);
     }
 }
 
@@ -631,6 +719,24 @@ impl WebhookDispatcher {
     pub fn schedule_new(&self, deliveries: Vec<DeliveryRecord>, webhooks: Vec<WebhookRecord>) {
         if !deliveries.is_empty() {
             self.addr.do_send(ScheduleNew { deliveries, webhooks });
+        }
+    }
+
+    /// A webhook was changed through the API (`webhook` as stored after the change): once
+    /// this returns, every attempt starting here signs with it or a newer version.
+    pub async fn webhook_changed(&self, webhook: &WebhookRecord) {
+        self.forget(Forget { webhook_id: webhook.id, floor: Floor::Version(webhook.updated_at) }).await;
+    }
+
+    /// A webhook was deleted through the API: once this returns, no attempt to it starts here.
+    pub async fn webhook_deleted(&self, webhook_id: u64) {
+        self.forget(Forget { webhook_id, floor: Floor::Deleted }).await;
+    }
+
+    async fn forget(&self, msg: Forget) {
+        if let Err(e) = self.addr.send(msg).await {
+            // The actor is gone: the service is stopping.
+            tracing::warn!(error = %e, "the webhook dispatcher did not take a webhook change");
         }
     }
 
@@ -814,6 +920,61 @@ mod tests {
         d.written(written);
         assert_eq!(d.queued, 1);
         assert_eq!(d.held[&key].due, Some(now));
+    }
+
+    #[actix_web::test]
+    async fn a_reported_change_keeps_older_copies_of_the_webhook_out_of_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dispatcher(store(&dir).await, 4);
+        let t0 = Utc::now();
+        let version = |secret: &str, at: DateTime<Utc>| WebhookRecord {
+            id: 7,
+            affiliate_id: 1,
+            event: "product.updated".into(),
+            url: "https://hooks.example.com/".into(),
+            secret: secret.into(),
+            created_at: t0,
+            updated_at: at,
+            failing_since: None,
+            disabled_at: None,
+            disabled_reason: None,
+        };
+        let old = version("old", t0);
+        let new = version("new", t0 + chrono::Duration::seconds(1));
+        d.cache_webhook(7, Some(old.clone()));
+        assert_eq!(d.cached_webhook(7), Some(Some(old.clone())));
+        // A rotation is reported: the next attempt reads the webhook again.
+        d.forget_webhook(7, Floor::Version(new.updated_at));
+        assert_eq!(d.cached_webhook(7), None);
+        // An attempt (or the intake) that read it before comes back with the old copy: kept out.
+        d.cache_webhook(7, Some(old.clone()));
+        assert_eq!(d.cached_webhook(7), None);
+        let key = (7, "msg_a".to_string());
+        d.enqueue(pending(7, "msg_a", t0), t0, false);
+        d.endpoints.get_mut(&7).unwrap().queue.clear();
+        d.queued = 0;
+        d.held.get_mut(&key).unwrap().due = None;
+        d.endpoints.get_mut(&7).unwrap().in_flight = 1;
+        d.in_flight = 1;
+        d.finished(key, Ok(Some(Attempted { delivery: pending(7, "msg_a", t0), webhook: Some(Some(old.clone())), unreachable: false })));
+        assert_eq!(d.cached_webhook(7), None);
+        d.cache_webhook(7, Some(new.clone()));
+        assert_eq!(d.cached_webhook(7), Some(Some(new.clone())));
+        // A report of an older change (arriving late) keeps the newer copy and the higher floor.
+        d.forget_webhook(7, Floor::Version(t0));
+        assert_eq!(d.cached_webhook(7), Some(Some(new.clone())));
+        d.cache_webhook(7, Some(old.clone()));
+        assert_eq!(d.cached_webhook(7), Some(Some(new.clone())));
+        // Deleted: known gone at once, and no copy brings it back.
+        d.forget_webhook(7, Floor::Deleted);
+        assert_eq!(d.cached_webhook(7), Some(None));
+        d.cache_webhook(7, Some(new.clone()));
+        d.forget_webhook(7, Floor::Version(new.updated_at + chrono::Duration::seconds(1)));
+        assert_eq!(d.cached_webhook(7), Some(None));
+        // Floors are let go after a while.
+        d.floors.get_mut(&7).unwrap().1 = Instant::now() - FLOOR_KEEP;
+        d.prune_floors();
+        assert!(d.floors.is_empty());
     }
 
     #[actix_web::test]

@@ -1,11 +1,11 @@
-//! One delivery attempt: the HTTP client (timeouts, no redirects, the guard as its DNS
-//! resolver), the headers, the attempt's record, and the decision about what comes next.
+//! One delivery attempt: the HTTP client (timeouts, no redirects, no proxy, the guard as its
+//! DNS resolver), the headers, the attempt's record, and the decision about what comes next.
 
 use super::guard::Allowlist;
 use super::signature;
 use crate::configuration::WebhookSettings;
 use crate::metrics::Metrics;
-use crate::store::{DeliveryAttempt, DeliveryRecord, DeliveryState, SharedStore, WebhookRecord};
+use crate::store::{DeliveryAttempt, DeliveryRecord, DeliveryState, SharedStore, WebhookChange, WebhookRecord};
 use chrono::{DateTime, Utc};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
@@ -65,6 +65,9 @@ impl Sender {
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .timeout(Duration::from_millis(settings.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
+            // Straight to the target: through a proxy (reqwest follows HTTP_PROXY/HTTPS_PROXY
+            // by default) the proxy would resolve the host and the guard below never would.
+            .no_proxy()
             .user_agent(concat!("hissaback-webhooks/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(GuardResolver { allow: allow.clone() }))
             .build()?;
@@ -197,10 +200,10 @@ impl Sender {
     /// dispatcher last saw it) was failing.
     async fn endpoint_succeeded(&self, webhook: &WebhookRecord) -> Option<Option<WebhookRecord>> {
         webhook.failing_since?;
-        let change = Box::new(|w: &mut WebhookRecord| {
+        let change: WebhookChange = Box::new(|w: &mut WebhookRecord| {
             let changed = w.failing_since.take().is_some();
             if changed {
-                w.updated_at = Utc::now();
+                w.touch();
             }
             changed
         });
@@ -216,7 +219,7 @@ impl Sender {
             return None;
         }
         let (disable_after, error) = (self.disable_after, error.chars().take(200).collect::<String>());
-        let change = Box::new(move |w: &mut WebhookRecord| {
+        let change: WebhookChange = Box::new(move |w: &mut WebhookRecord| {
             let started = w.failing_since.is_none();
             let since = *w.failing_since.get_or_insert(now);
             let disable = w.disabled_at.is_none() && now - since >= disable_after;
@@ -226,7 +229,7 @@ impl Sender {
                     Some(format!("Deliveries failed for {} hours without a success (last error: {error}).", disable_after.num_hours()));
             }
             if started || disable {
-                w.updated_at = now;
+                w.touch();
             }
             started || disable
         });
@@ -240,9 +243,11 @@ impl Sender {
         updated
     }
 
-    /// Applies a health change to the webhook as stored (the API may have rotated its secret
-    /// or re-enabled it meanwhile: those fields are not the dispatcher's to write back).
-    async fn update_health(&self, webhook: &WebhookRecord, change: crate::store::WebhookChange) -> Option<Option<WebhookRecord>> {
+    /// Applies a health change (`failing_since`, `disabled_at`, `disabled_reason`: the only
+    /// fields the dispatcher writes) to the webhook as stored now, never to the copy the
+    /// attempt was sent with: the API may have rotated its secret, re-enabled it or deleted it
+    /// meanwhile, and those changes stand (a deleted webhook stays deleted).
+    async fn update_health(&self, webhook: &WebhookRecord, change: WebhookChange) -> Option<Option<WebhookRecord>> {
         match self.store.update_webhook(webhook.affiliate_id, webhook.id, change).await {
             Ok(stored) => Some(stored),
             Err(e) => {

@@ -25,3 +25,5 @@ mod rate_limits;
 mod dashboards;
 mod usage_stats;
 mod ledger_integrity;
+mod lost_updates;
+mod input;

@@ -17,6 +17,7 @@ fn affiliate(id: u64) -> AffiliateRecord {
         user: Some(UserRecord { id: id * 10, name: "U".into(), email: "u@example.test".into() }),
         created_at: now,
         updated_at: now,
+        version: 0,
     }
 }
 
@@ -36,6 +37,7 @@ fn key(id: u64, affiliate_id: u64, hash: &str) -> ApiKeyRecord {
         expires_at: None,
         revoked_at: None,
         rotated_to: None,
+        version: 0,
     }
 }
 
@@ -155,6 +157,7 @@ pub async fn categories_round_trip_including_soft_deletes(store: SharedStore) {
         created_at: now,
         updated_at: now,
         deleted_at: None,
+        version: 0,
     };
     store.put_category(&c).await.unwrap();
     assert_eq!(store.get_category(id).await.unwrap().unwrap().slug.as_deref(), Some("design"));
@@ -198,6 +201,7 @@ pub async fn products_and_promotions_round_trip(store: SharedStore) {
             coupons: vec![CouponRecord { tier: CouponTier::Low, code: "C".into(), percent_off: Decimal::new(125, 1), expires_at: None }],
             created_at: now,
             updated_at: now,
+            version: 0,
         };
         store.put_product(&p).await.unwrap();
     }
@@ -616,6 +620,92 @@ pub async fn campaigns_and_conversions_are_listed_per_affiliate(store: SharedSto
     assert!(queued(store.clone()).await.is_empty(), "paying is not queued");
 }
 
+/// `replace_*` writes only at the version read: a stale copy is refused, a fresh one lands at
+/// the next version, and concurrent read-change-replace loops lose no change.
+pub async fn replaces_are_conditional_on_the_version_read(store: SharedStore) {
+    use hissaback::store::{CategoryRecord, ProductRecord};
+    let now = Utc::now();
+    // Affiliates.
+    let a = affiliate(store.next_id(Sequence::Affiliate).await.unwrap());
+    assert!(!store.replace_affiliate(&a).await.unwrap(), "nothing to replace yet");
+    store.put_affiliate(&a).await.unwrap();
+    let read = store.get_affiliate(a.id).await.unwrap().unwrap();
+    assert_eq!(read.version, 0);
+    assert!(store.replace_affiliate(&AffiliateRecord { name: "First".into(), ..read.clone() }).await.unwrap());
+    assert!(!store.replace_affiliate(&AffiliateRecord { email: "stale@example.test".into(), ..read.clone() }).await.unwrap(), "a stale copy");
+    let got = store.get_affiliate(a.id).await.unwrap().unwrap();
+    assert_eq!((got.version, got.name.as_str(), got.email.as_str()), (1, "First", a.email.as_str()));
+    // Keys, keeping last_used_at.
+    let k = key(store.next_id(Sequence::ApiKey).await.unwrap(), a.id, &format!("hash-cas-{}", a.id));
+    store.put_key(&k).await.unwrap();
+    store.record_last_used(&[KeyLastUsed { key_id: k.id, at: now }]).await.unwrap();
+    let read = store.key_by_id(k.id).await.unwrap().unwrap();
+    assert!(store.replace_key(&ApiKeyRecord { revoked_at: Some(now), ..read.clone() }).await.unwrap());
+    assert!(!store.replace_key(&ApiKeyRecord { rotated_to: Some(9), ..read.clone() }).await.unwrap(), "a stale copy");
+    let got = store.key_by_hash(&k.hash).await.unwrap().unwrap();
+    assert_eq!((got.version, got.rotated_to), (1, None));
+    assert!(got.revoked_at.is_some() && got.last_used_at.is_some(), "{got:?}");
+    // Categories and products.
+    let c = CategoryRecord { id: store.next_id(Sequence::Category).await.unwrap(), name: "C".into(), slug: None, active: true, created_at: now, updated_at: now, deleted_at: None, version: 0 };
+    store.put_category(&c).await.unwrap();
+    assert!(store.replace_category(&CategoryRecord { deleted_at: Some(now), ..c.clone() }).await.unwrap());
+    assert!(!store.replace_category(&CategoryRecord { name: "Back".into(), ..c.clone() }).await.unwrap(), "a stale copy");
+    let got = store.get_category(c.id).await.unwrap().unwrap();
+    assert_eq!((got.version, got.name.as_str(), got.deleted_at.is_some()), (1, "C", true));
+    let p = ProductRecord {
+        id: store.next_id(Sequence::Product).await.unwrap(),
+        title: "P".into(),
+        slug: "p".into(),
+        description: String::new(),
+        image: None,
+        price_usd: rust_decimal::Decimal::new(100, 0),
+        model_type: "App\\Models\\Course".into(),
+        category_slug: None,
+        published: false,
+        introduction_video_url: None,
+        bundle_product_ids: vec![],
+        teachers: vec![],
+        coupons: vec![],
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    store.put_product(&p).await.unwrap();
+
+    // Concurrent edits of one product, each appending its own teacher: read, change, replace,
+    // and again on a conflict. Every one lands.
+    let tasks: Vec<_> = (1..=12u64)
+        .map(|n| {
+            let store = store.clone();
+            let id = p.id;
+            tokio::spawn(async move {
+                for attempt in 0.. {
+                    assert!(attempt < 500, "edit {n} kept losing");
+                    let mut read = store.get_product(id).await.unwrap().unwrap();
+                    read.teachers.push(hissaback::store::TeacherRecord { id: n, name: format!("T{n}") });
+                    if store.replace_product(&read).await.unwrap() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(rand_ms(n, attempt))).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = store.get_product(p.id).await.unwrap().unwrap();
+    let mut teachers: Vec<u64> = got.teachers.iter().map(|t| t.id).collect();
+    teachers.sort();
+    assert_eq!(teachers, (1..=12).collect::<Vec<_>>(), "a concurrent edit was lost");
+    assert_eq!(got.version, 12);
+}
+
+/// A small spread-out pause for retries (no rand dependency in the tests).
+fn rand_ms(n: u64, attempt: u64) -> u64 {
+    1 + (n * 7 + attempt * 13) % 5
+}
+
 /// Instantiates every suite test for one backend; `$open` is an async expression giving
 /// `(SharedStore, guard)`, the guard keeping the backend's resources alive.
 macro_rules! store_suite {
@@ -642,6 +732,7 @@ macro_rules! store_suite {
                 audit_rows_are_kept_per_affiliate_and_day_newest_first,
                 audit_rows_expire_after_their_retention,
                 campaigns_and_conversions_are_listed_per_affiliate,
+                replaces_are_conditional_on_the_version_read,
             );
         }
     };

@@ -2,7 +2,9 @@
 //! Payloads", DESIGN's `/v1/webhooks` (adds `reward.queued`, `reward.paid`), and what the
 //! webhook issue adds: the deliveries log, redelivery, secret rotation, re-enabling, Standard
 //! Webhooks signatures, retries (500 and timeouts), no delivery lost across a restart, a slow
-//! endpoint not delaying a healthy one, the private-address guard and the delivery metrics.
+//! endpoint not delaying a healthy one, the private-address guard and the delivery metrics;
+//! and changes made while an attempt is in flight (a deletion stays, a rotated secret signs
+//! the next retry) or at the same time as others (none lost).
 //!
 //! Receivers here are small actix servers on 127.0.0.1 ([`Receiver`]) that keep every request
 //! (raw body bytes included, so signatures are checked over exactly what arrived) and answer
@@ -913,6 +915,262 @@ async fn an_endpoint_disabled_after_failing_is_enabled_again() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Changes while deliveries are in flight, and concurrent changes
+
+/// Retries a second apart: an attempt in flight for 2 s ends well before the cached webhook
+/// (5 s) would have been read again.
+fn slow_retries(s: &mut Settings) {
+    s.webhooks.retry_schedule = ["0s", "1s", "1s", "1s", "1s"].map(String::from).to_vec();
+}
+
+/// For each delivery: 500 at once (the endpoint starts failing), then 500 after 2 s (the
+/// attempt in flight while the test changes the webhook), then 200.
+async fn failing_then_slow_receiver() -> Receiver {
+    Receiver::start(|_, earlier| match earlier {
+        0 => Reply::Status(500),
+        1 => Reply::After(Duration::from_secs(2), 500),
+        _ => Reply::Status(200),
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn a_webhook_deleted_while_an_attempt_is_in_flight_stays_deleted() {
+    let app = spawn_own_topics_app(slow_retries).await;
+    let p = app.partner(Some(&["webhooks.manage"])).await;
+    let rx = failing_then_slow_receiver().await;
+    let url = rx.url("/deleted-in-flight");
+    let (hook_id, _) = hook(&app, &p.key, "product.published", &url).await;
+    let pid = publish_product(&app, &tag()).await;
+    let got = rx.wait_for(2, Duration::from_secs(30), "the second attempt (in flight for 2 s)", product_is(pid)).await;
+    let id = got[0].webhook_id().to_string();
+
+    let d = call(&app, Method::DELETE, &format!("/api/v1/webhooks/{hook_id}"), Some(&p.key), None).await;
+    assert_eq!(d.status, 200, "{}", d.text);
+    let deleted_at = Instant::now();
+    assert_eq!(rx.answered_of(std::slice::from_ref(&id)), 1, "the second attempt is still in flight when the webhook is deleted");
+    // The attempt in flight ends (a failure the sender records), then the retries' times pass.
+    let (rx_ref, id_ref) = (&rx, &id);
+    eventually(Duration::from_secs(10), "the attempt in flight answered", || async move { (rx_ref.answered_of(std::slice::from_ref(id_ref)) >= 2).then_some(()) }).await;
+    actix_web::rt::time::sleep(Duration::from_secs(4)).await;
+    let late: Vec<Duration> = rx.hits_where(product_is(pid)).iter().filter(|h| h.at > deleted_at).map(|h| h.at - deleted_at).collect();
+    assert!(late.is_empty(), "requests to the deleted webhook after its deletion: {late:?}");
+
+    // Still gone: not listed, and every route on it answers 404.
+    let listed = list(&app, "/api/v1", &p.key).await;
+    assert_eq!(listed.body["data"]["webhooks"], json!([]), "{}", listed.text);
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/webhooks/{hook_id}/deliveries")),
+        (Method::POST, format!("/api/v1/webhooks/{hook_id}/rotate-secret")),
+        (Method::POST, format!("/api/v1/webhooks/{hook_id}/enable")),
+        (Method::DELETE, format!("/api/v1/webhooks/{hook_id}")),
+    ] {
+        call(&app, method, &path, Some(&p.key), None).await.assert_error(404, "Webhook not found.", "not_found");
+    }
+    assert_eq!(list(&app, "/api/v1", &p.key).await.body["data"]["webhooks"], json!([]), "a 404 change brought nothing back");
+
+    // Its URL can be registered again, exactly once (two registrations at once).
+    let (a, b) = futures_util::future::join(create(&app, &p.key, "product.published", &url), create(&app, &p.key, "product.published", &url)).await;
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [201, 422], "{} / {}", a.text, b.text);
+    let listed = list(&app, "/api/v1", &p.key).await;
+    let hooks = listed.body["data"]["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 1, "{}", listed.text);
+    assert_ne!(hooks[0]["id"], json!(hook_id));
+}
+
+#[actix_web::test]
+async fn a_secret_rotated_while_an_attempt_is_in_flight_signs_the_next_retry() {
+    let app = spawn_own_topics_app(slow_retries).await;
+    let p = app.partner(Some(&["webhooks.manage"])).await;
+    let rx = failing_then_slow_receiver().await;
+    let (hook_id, old) = hook(&app, &p.key, "product.published", &rx.url("/rotated-in-flight")).await;
+    let pid = publish_product(&app, &tag()).await;
+    let got = rx.wait_for(2, Duration::from_secs(30), "the second attempt (in flight for 2 s)", product_is(pid)).await;
+    let id = got[0].webhook_id().to_string();
+
+    let r = call(&app, Method::POST, &format!("/api/v1/webhooks/{hook_id}/rotate-secret"), Some(&p.key), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let new = r.body["data"]["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(rx.answered_of(std::slice::from_ref(&id)), 1, "the second attempt is still in flight when the secret is rotated");
+
+    let got = rx.wait_for(3, Duration::from_secs(30), "the retry after the rotation", product_is(pid)).await;
+    assert!(got.iter().all(|h| h.webhook_id() == id));
+    assert_signed(&got[0], &old);
+    assert_signed(&got[1], &old);
+    assert_signed(&got[2], &new);
+    let d = delivery_when(&app, &p.key, hook_id, &id, Duration::from_secs(10), "the delivery succeeded", |d| d["state"] == "succeeded").await;
+    assert_eq!(states_of(&d), vec![json!(500), json!(500), json!(200)], "{d}");
+}
+
+#[actix_web::test]
+async fn concurrent_changes_of_a_webhook_all_land() {
+    let app = spawn_own_topics_app(|_| {}).await;
+    let p = app.partner(Some(&["webhooks.manage"])).await;
+    let rx = Receiver::ok().await;
+    let (hook_id, original) = hook(&app, &p.key, "product.published", &rx.url("/busy")).await;
+
+    // Ten rotations and ten re-enablings at once.
+    let path = |what: &str| format!("/api/v1/webhooks/{hook_id}/{what}");
+    let calls = (0..20).map(|i| {
+        let what = if i % 2 == 0 { "rotate-secret" } else { "enable" };
+        let path = path(what);
+        let (app, key) = (&app, &p.key);
+        async move { (what, call(app, Method::POST, &path, Some(key), None).await) }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let mut versions = vec![];
+    let mut rotations = vec![];
+    for (what, r) in &answers {
+        assert_eq!(r.status, 200, "{what}: {}", r.text);
+        if *what == "rotate-secret" {
+            let v = r.body["data"]["updated_at"].as_str().unwrap().to_string();
+            rotations.push((v.clone(), r.body["data"]["secret"].as_str().unwrap().to_string()));
+            versions.push(v);
+        } else {
+            assert_eq!(r.body["data"]["webhook"]["status"], "active", "{}", r.text);
+            versions.push(r.body["data"]["webhook"]["updated_at"].as_str().unwrap().to_string());
+        }
+    }
+    // Twenty changes, twenty versions, one after the other.
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), 20, "each change is its own version: {versions:?}");
+    // The stored secret is the one of the last rotation: no re-enabling wrote an older copy
+    // back (the original secret, say), and no rotation was undone by another.
+    let latest = rotations.iter().max().unwrap().1.clone();
+    assert!(rotations.iter().all(|(_, s)| *s != original));
+    let pid = publish_product(&app, &tag()).await;
+    let hit = rx.wait_for(1, Duration::from_secs(30), "a delivery after the changes", product_is(pid)).await.remove(0);
+    assert_signed(&hit, &latest);
+    let listed = list(&app, "/api/v1", &p.key).await;
+    assert_eq!(listed.body["data"]["webhooks"][0]["status"], "active", "{}", listed.text);
+    assert_eq!(listed.body["data"]["webhooks"][0]["updated_at"].as_str(), versions.last().map(String::as_str), "the last version is the one stored: {}", listed.text);
+
+    // Deletions racing rotations and re-enablings: every deleted webhook stays deleted.
+    let mut ids = vec![];
+    for i in 0..8 {
+        ids.push(hook(&app, &p.key, "product.updated", &rx.url(&format!("/race/{i}"))).await.0);
+    }
+    let calls = ids.iter().flat_map(|id| {
+        ["rotate-secret", "enable", "", "rotate-secret", "enable"].map(|what| {
+            let (method, path) = if what.is_empty() {
+                (Method::DELETE, format!("/api/v1/webhooks/{id}"))
+            } else {
+                (Method::POST, format!("/api/v1/webhooks/{id}/{what}"))
+            };
+            let (app, key) = (&app, &p.key);
+            async move { (method.clone(), call(app, method, &path, Some(key), None).await) }
+        })
+    });
+    for (method, r) in futures_util::future::join_all(calls).await {
+        if method == Method::DELETE {
+            assert_eq!(r.status, 200, "the deletion: {}", r.text);
+        } else {
+            assert!(r.status == 200 || r.status == 404, "a change before or after the deletion: {}", r.text);
+        }
+    }
+    let listed = list(&app, "/api/v1", &p.key).await;
+    let left: Vec<u64> = listed.body["data"]["webhooks"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+    assert_eq!(left, vec![hook_id], "deleted webhooks came back: {}", listed.text);
+    for id in ids {
+        call(&app, Method::POST, &format!("/api/v1/webhooks/{id}/rotate-secret"), Some(&p.key), None).await.assert_error(404, "Webhook not found.", "not_found");
+    }
+}
+
+/// The store's side of the rules above, on each backend: an update of a deleted webhook
+/// writes nothing, and concurrent updates of different fields all land (in the by-event copy
+/// the fan-out reads too).
+#[actix_web::test]
+async fn the_store_never_brings_a_deleted_webhook_back_nor_loses_a_concurrent_change() {
+    use hissaback::store::{Sequence, WebhookChange, WebhookRecord};
+    let app = spawn_app_with(|_| {}).await;
+    let store = app.state.store.clone();
+    let event = format!("test.concurrent.{}", tag());
+    let now = chrono::Utc::now();
+    let affiliate = store.next_id(Sequence::Affiliate).await.unwrap();
+    let record = |id: u64| WebhookRecord {
+        id,
+        affiliate_id: affiliate,
+        event: event.clone(),
+        url: format!("https://hooks.example.com/{id}"),
+        secret: "s".repeat(64),
+        created_at: now,
+        updated_at: now,
+        failing_since: None,
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    let w = record(store.next_id(Sequence::Webhook).await.unwrap());
+    store.put_webhook(&w).await.unwrap();
+
+    // Twenty writers at once, each adding its own mark (and one of them its own secret).
+    let updates = (0..20).map(|i| {
+        let store = store.clone();
+        let change: WebhookChange = Box::new(move |w| {
+            w.disabled_reason = Some(format!("{}[{i}]", w.disabled_reason.clone().unwrap_or_default()));
+            if i == 7 {
+                w.secret = "rotated".into();
+            }
+            w.touch();
+            true
+        });
+        async move { store.update_webhook(affiliate, w.id, change).await.unwrap().expect("the webhook exists") }
+    });
+    let answers = futures_util::future::join_all(updates).await;
+    let stored = store.get_webhook(affiliate, w.id).await.unwrap().unwrap();
+    let reason = stored.disabled_reason.clone().unwrap();
+    for i in 0..20 {
+        assert!(reason.contains(&format!("[{i}]")), "change {i} was lost: {reason}");
+    }
+    assert_eq!(stored.secret, "rotated");
+    assert_eq!(Some(&stored), answers.iter().max_by_key(|a| a.updated_at), "the last change answers the webhook as stored");
+    let indexed = store.webhooks_for_event(&event).await.unwrap();
+    assert_eq!(indexed, vec![stored.clone()], "the by-event copy is the last version");
+
+    // A change that changes nothing writes nothing.
+    let same = store.update_webhook(affiliate, w.id, Box::new(|_| false)).await.unwrap();
+    assert_eq!(same.as_ref(), Some(&stored));
+
+    // Deleted: an update (a health change landing late, say) finds nothing and writes nothing.
+    store.delete_webhook(&w).await.unwrap();
+    let late = store.update_webhook(affiliate, w.id, Box::new(|w| {
+        w.failing_since = Some(chrono::Utc::now());
+        w.touch();
+        true
+    }));
+    assert_eq!(late.await.unwrap(), None);
+    assert_eq!(store.get_webhook(affiliate, w.id).await.unwrap(), None);
+    assert!(store.webhooks_of(affiliate).await.unwrap().is_empty());
+    assert!(store.webhooks_for_event(&event).await.unwrap().is_empty(), "the by-event copy is gone too");
+
+    // A deletion racing updates: once it answered, the webhook stays gone.
+    let w2 = record(store.next_id(Sequence::Webhook).await.unwrap());
+    store.put_webhook(&w2).await.unwrap();
+    let racing = (0..10).map(|i| {
+        let store = store.clone();
+        let w2 = w2.clone();
+        async move {
+            if i == 5 {
+                store.delete_webhook(&w2).await.unwrap();
+            } else {
+                let change: WebhookChange = Box::new(move |w| {
+                    w.url = format!("https://hooks.example.com/changed/{i}");
+                    w.touch();
+                    true
+                });
+                store.update_webhook(w2.affiliate_id, w2.id, change).await.unwrap();
+            }
+        }
+    });
+    futures_util::future::join_all(racing).await;
+    assert_eq!(store.get_webhook(affiliate, w2.id).await.unwrap(), None);
+    assert!(store.webhooks_for_event(&event).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Durability and isolation
 
 /// An app in its own actix system on its own thread: stopping it ends its actors too, as
@@ -1127,6 +1385,34 @@ async fn private_addresses_and_plain_http_are_refused_at_registration() {
     assert_eq!(create(&allowed, &a.key, "product.published", &rx.url("/hook")).await.status, 201);
     create(&allowed, &a.key, "product.published", "http://example.com/hook").await.assert_invalid("url");
     create(&allowed, &a.key, "product.published", "https://10.0.0.1/").await.assert_invalid("url");
+}
+
+#[actix_web::test]
+async fn ipv6_forms_of_private_addresses_are_refused_at_registration() {
+    let app = spawn_embedded_app(|s| s.webhooks.allow.clear()).await;
+    let p = app.partner(Some(&["webhooks.manage"])).await;
+    for url in [
+        "https://[::ffff:0:127.0.0.1]/",   // IPv4-translated
+        "https://[::ffff:0:10.0.0.1]/",
+        "https://[64:ff9b::127.0.0.1]/",   // NAT64 well-known prefix
+        "https://[64:ff9b::a9fe:a9fe]/",   // ... 169.254.169.254
+        "https://[64:ff9b:1::a00:1]/",     // local-use NAT64
+        "https://[2002:7f00:1::]/",        // 6to4 of 127.0.0.1
+        "https://[2002:c0a8:101::1]/",     // 6to4 of 192.168.1.1
+        "https://[fec0::1]/",              // site-local
+        "https://[fc00::1]/",              // unique local
+        "https://[ff02::1]/",              // multicast
+        "https://[::]/",                   // unspecified
+        "https://[2001:db8::1]/",          // documentation
+    ] {
+        let r = create(&app, &p.key, "product.published", url).await;
+        r.assert_invalid("url");
+        assert_eq!(r.body["errors"]["url"], json!(["The url field must not point to a private, loopback or link-local address."]), "{url}: {}", r.text);
+    }
+    // The same forms carrying a public IPv4 address are accepted.
+    for url in ["https://[64:ff9b::808:808]/", "https://[2002:808:808::]/"] {
+        assert_eq!(create(&app, &p.key, "product.published", url).await.status, 201, "{url}");
+    }
 }
 
 /// A host name other than `localhost` that resolves only to 127.0.0.1 (the machine's name,

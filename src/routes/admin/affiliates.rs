@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::json;
 use crate::state::AppState;
-use crate::store::{AffiliateRecord, UserRecord};
+use crate::store::{AffiliateRecord, EditAttempts, UserRecord, EDIT_CONFLICT};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -140,7 +140,8 @@ pub async fn show(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>)
 
 /// Updates any of an affiliate's fields.
 #[utoipa::path(patch, path = "/admin/v1/affiliates/{id}", tag = "admin", request_body = UpdateAffiliate,
-    responses((status = 200, description = "updated"), (status = 404), (status = 422)), security(("admin" = [])))]
+    responses((status = 200, description = "updated"), (status = 404), (status = 409, description = "changed concurrently too often"), (status = 422)),
+    security(("admin" = [])))]
 pub async fn update(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -151,26 +152,35 @@ pub async fn update(
     if body.name.is_none() && body.email.is_none() && body.active.is_none() && body.blog_approved.is_none() && body.user.is_none() {
         return Err(ApiError::invalid_field("payload", "Provide at least one field to update."));
     }
-    let mut affiliate = accounts::get_affiliate(&state, id.into_inner()).await?;
-    if let Some(name) = body.name {
-        affiliate.name = name;
+    // Applied to the affiliate as stored now, and written only if nothing changed it in
+    // between (else read again): a concurrent edit of other fields is kept.
+    let id = id.into_inner();
+    let mut attempts = EditAttempts::new();
+    while attempts.next().await {
+        let mut affiliate = accounts::get_affiliate(&state, id).await?;
+        if let Some(name) = &body.name {
+            affiliate.name = name.clone();
+        }
+        if let Some(email) = &body.email {
+            affiliate.email = email.clone();
+        }
+        if let Some(active) = body.active {
+            affiliate.active = active;
+        }
+        if let Some(approved) = body.blog_approved {
+            affiliate.blog_approved = approved;
+        }
+        match &body.user {
+            None => {}
+            Some(None) => affiliate.user = None,
+            Some(Some(u)) => affiliate.user = Some(accounts::link_user(&state, affiliate.user.as_ref(), u.name.clone(), u.email.clone()).await?),
+        }
+        affiliate.updated_at = Utc::now();
+        if state.store.replace_affiliate(&affiliate).await? {
+            affiliate.version += 1;
+            accounts::credentials_changed(&state, hissaback_topics::events::CredentialChange::Affiliate { affiliate_id: affiliate.id }).await?;
+            return Ok(answer(actix_web::http::StatusCode::OK, &affiliate));
+        }
     }
-    if let Some(email) = body.email {
-        affiliate.email = email;
-    }
-    if let Some(active) = body.active {
-        affiliate.active = active;
-    }
-    if let Some(approved) = body.blog_approved {
-        affiliate.blog_approved = approved;
-    }
-    match body.user {
-        None => {}
-        Some(None) => affiliate.user = None,
-        Some(Some(u)) => affiliate.user = Some(accounts::link_user(&state, affiliate.user.as_ref(), u.name, u.email).await?),
-    }
-    affiliate.updated_at = Utc::now();
-    state.store.put_affiliate(&affiliate).await?;
-    accounts::credentials_changed(&state, hissaback_topics::events::CredentialChange::Affiliate { affiliate_id: affiliate.id }).await?;
-    Ok(answer(actix_web::http::StatusCode::OK, &affiliate))
+    Err(ApiError::conflict(EDIT_CONFLICT))
 }

@@ -9,7 +9,7 @@ use crate::error::{ApiError, FieldErrors};
 use crate::extract::JsonBody;
 use crate::json;
 use crate::state::AppState;
-use crate::store::{CategoryRecord, Sequence};
+use crate::store::{CategoryRecord, EditAttempts, Sequence, EDIT_CONFLICT};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -142,6 +142,7 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
         created_at: now,
         updated_at: now,
         deleted_at: None,
+        version: 0,
     };
     if let Err(e) = state.store.put_category(&category).await {
         // The category was not stored: its slug is free again.
@@ -157,7 +158,8 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
 
 /// Updates a category.
 #[utoipa::path(patch, path = "/admin/v1/categories/{id}", tag = "admin", request_body = UpdateCategory,
-    responses((status = 200, description = "updated"), (status = 404), (status = 422)), security(("admin" = [])))]
+    responses((status = 200, description = "updated"), (status = 404), (status = 409, description = "changed concurrently too often"), (status = 422)),
+    security(("admin" = [])))]
 pub async fn update(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -168,55 +170,102 @@ pub async fn update(
     if body.name.is_none() && body.slug.is_none() && body.active.is_none() {
         return Err(ApiError::invalid_field("payload", "Provide at least one field to update."));
     }
-    let mut category = existing(&state, id.into_inner()).await?;
-    let (mut released, mut claimed): (Option<String>, Option<String>) = (None, None);
-    if let Some(slug) = &body.slug {
-        let slug = slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        check_slug(&state, slug, Some(category.id)).await?;
-        claim_slug(&state, slug, category.id).await?;
-        // The old slug is released once the new one is stored (below).
-        released = category.slug.clone().filter(|old| Some(old.as_str()) != slug);
-        claimed = slug.filter(|new| category.slug.as_deref() != Some(*new)).map(String::from);
-        category.slug = slug.map(String::from);
-    }
-    if let Some(name) = body.name {
-        category.name = name;
-    }
-    if let Some(active) = body.active {
-        category.active = active;
-    }
-    category.updated_at = Utc::now();
-    if let Err(e) = state.store.put_category(&category).await {
-        // Not stored: the category keeps its old slug, the new one is free again.
-        if let Some(new) = &claimed {
-            let _ = state.store.release_unique(SLUG_NAMESPACE, new, category.id).await;
+    let id = id.into_inner();
+    let slug: Option<Option<String>> = body.slug.as_ref().map(|s| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+    let category = match edit(&state, id, &body, slug.as_ref()).await {
+        Ok((category, released)) => {
+            if slug.is_some() {
+                settle_slugs(&state, id, released.as_deref()).await?;
+            }
+            category
         }
-        return Err(e.into());
-    }
-    if let Some(old) = &released {
-        state.store.release_unique(SLUG_NAMESPACE, old, category.id).await?;
-    }
+        Err(e) => {
+            // Not stored: the slug claimed for this edit is free again, unless the category
+            // has it after all.
+            if let Some(Some(new)) = &slug {
+                let _ = settle_slugs(&state, id, Some(new)).await;
+            }
+            return Err(e);
+        }
+    };
     state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
     emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
     Ok(answer(StatusCode::OK, &category))
 }
 
+/// Applies an update to the category as stored now, written only if nothing changed it in
+/// between (else read again), so a concurrent edit of other fields is kept. Answers the
+/// stored category and the slug it no longer has.
+async fn edit(state: &AppState, id: u64, body: &UpdateCategory, slug: Option<&Option<String>>) -> Result<(CategoryRecord, Option<String>), ApiError> {
+    let mut attempts = EditAttempts::new();
+    while attempts.next().await {
+        let mut category = existing(state, id).await?;
+        let mut released = None;
+        if let Some(slug) = slug {
+            let slug = slug.as_deref();
+            check_slug(state, slug, Some(id)).await?;
+            // Claims are per category, so claiming again on a retry is harmless.
+            claim_slug(state, slug, id).await?;
+            released = category.slug.clone().filter(|old| Some(old.as_str()) != slug);
+            category.slug = slug.map(String::from);
+        }
+        if let Some(name) = &body.name {
+            category.name = name.clone();
+        }
+        if let Some(active) = body.active {
+            category.active = active;
+        }
+        category.updated_at = Utc::now();
+        if state.store.replace_category(&category).await? {
+            category.version += 1;
+            return Ok((category, released));
+        }
+    }
+    Err(ApiError::conflict(EDIT_CONFLICT))
+}
+
+/// After an edit of a category's slug: frees `released`, then claims the slug the category
+/// has as stored now. Concurrent edits of one category share its claims, so one edit's
+/// release may come after another's claim of the same slug; whichever settles last sees the
+/// final slug and claims it again.
+async fn settle_slugs(state: &AppState, id: u64, released: Option<&str>) -> Result<(), ApiError> {
+    if let Some(old) = released {
+        state.store.release_unique(SLUG_NAMESPACE, old, id).await?;
+    }
+    let stored = state.store.get_category(id).await?.filter(|c| c.deleted_at.is_none()).and_then(|c| c.slug);
+    if let Some(slug) = stored {
+        state.store.claim_unique(SLUG_NAMESPACE, &slug, id).await?;
+    }
+    Ok(())
+}
+
 /// Soft-deletes a category: it disappears from listings and frees its slug.
 #[utoipa::path(delete, path = "/admin/v1/categories/{id}", tag = "admin",
-    responses((status = 200, description = "deleted"), (status = 404)), security(("admin" = [])))]
+    responses((status = 200, description = "deleted"), (status = 404), (status = 409, description = "changed concurrently too often")),
+    security(("admin" = [])))]
 pub async fn delete(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
-    let mut category = existing(&state, id.into_inner()).await?;
-    let now = Utc::now();
-    category.deleted_at = Some(now);
-    category.updated_at = now;
-    state.store.put_category(&category).await?;
-    // A deleted category frees its slug (after the delete is stored: a failure keeps it).
-    if let Some(slug) = &category.slug {
-        state.store.release_unique(SLUG_NAMESPACE, slug, category.id).await?;
+    let id = id.into_inner();
+    let mut attempts = EditAttempts::new();
+    while attempts.next().await {
+        // Conditional on the category as read, like an update: a concurrent update cannot
+        // bring a deleted category back, nor be lost to the delete's stale copy.
+        let mut category = existing(&state, id).await?;
+        let now = Utc::now();
+        category.deleted_at = Some(now);
+        category.updated_at = now;
+        if !state.store.replace_category(&category).await? {
+            continue;
+        }
+        category.version += 1;
+        // A deleted category frees its slug (after the delete is stored: a failure keeps it).
+        if let Some(slug) = &category.slug {
+            state.store.release_unique(SLUG_NAMESPACE, slug, category.id).await?;
+        }
+        state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
+        emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
+        return Ok(answer(StatusCode::OK, &category));
     }
-    state.catalogue.refresh(Refresh::Categories).await.map_err(ApiError::internal)?;
-    emit_change(state.bus.as_ref(), ContentChange::CategoryChanged { category_id: category.id }).await?;
-    Ok(answer(StatusCode::OK, &category))
+    Err(ApiError::conflict(EDIT_CONFLICT))
 }
 
 #[cfg(test)]

@@ -219,7 +219,8 @@ pub async fn rotate(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64
 
 /// Revokes a key; it fails at once with "API key is invalid.".
 #[utoipa::path(delete, path = "/admin/v1/keys/{id}", tag = "admin",
-    responses((status = 200, description = "revoked"), (status = 404)), security(("admin" = [])))]
+    responses((status = 200, description = "revoked"), (status = 404), (status = 409, description = "changed concurrently too often")),
+    security(("admin" = [])))]
 pub async fn revoke(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
     let key = accounts::revoke_key(&state, id.into_inner()).await?;
     Ok(json::ok(serde_json::json!({ "key": KeyView::of(&key, None) })))

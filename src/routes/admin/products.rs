@@ -15,8 +15,9 @@ use crate::extract::JsonBody;
 use crate::json;
 use crate::routes::admin::categories::is_slug;
 use crate::state::AppState;
-use crate::store::{CouponRecord, CouponTier, ProductRecord, Sequence, TeacherRecord};
-use crate::validation::{coupon_tier, money, percentage, required};
+use crate::store::{CouponRecord, CouponTier, EditAttempts, ProductRecord, Sequence, TeacherRecord, EDIT_CONFLICT};
+use crate::domain::Amount;
+use crate::validation::{coupon_tier, percentage, required};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -55,10 +56,10 @@ pub struct CreateProduct {
     pub description: String,
     #[validate(url(message = "The image field must be a valid URL."))]
     pub image: Option<String>,
-    /// USD, at most two decimals.
+    /// USD: a plain decimal with at most two decimals (no exponent), see [`Amount`].
     #[schema(value_type = f64)]
-    #[validate(required(message = "The price field is required."), custom(function = "money"))]
-    pub price: Option<Decimal>,
+    #[validate(required(message = "The price field is required."))]
+    pub price: Option<Amount>,
     /// e.g. `App\\Models\\Course`, `App\\Models\\ProductBundle`.
     #[serde(default, rename = "type", deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255))]
@@ -89,8 +90,7 @@ pub struct UpdateProduct {
     #[schema(value_type = Option<String>)]
     pub image: Option<Option<String>>,
     #[schema(value_type = Option<f64>)]
-    #[validate(custom(function = "money"))]
-    pub price: Option<Decimal>,
+    pub price: Option<Amount>,
     #[serde(default, rename = "type", deserialize_with = "json::opt_trimmed")]
     #[validate(custom(function = "required"), length(max = 255))]
     pub model_type: Option<String>,
@@ -235,10 +235,26 @@ async fn claim_slug(state: &AppState, slug: &str, product_id: u64) -> Result<(),
     }
 }
 
-/// Stores, refreshes this instance's snapshot, then publishes the change.
+/// Stores a new product, refreshes this instance's snapshot, then publishes the change.
 async fn save(state: &AppState, product: &ProductRecord, change: Option<ContentChange>) -> Result<(), ApiError> {
     state.store.put_product(product).await?;
-    state.catalogue.refresh(Refresh::Product(product.id)).await.map_err(ApiError::internal)?;
+    announce(state, product.id, change).await
+}
+
+/// Stores an edit if the product is still at the version it was read at, then refreshes and
+/// publishes like [`save`]. False: another edit came first and nothing was done (read again).
+async fn save_edit(state: &AppState, product: &mut ProductRecord, change: Option<ContentChange>) -> Result<bool, ApiError> {
+    if !state.store.replace_product(product).await? {
+        return Ok(false);
+    }
+    product.version += 1;
+    announce(state, product.id, change).await?;
+    Ok(true)
+}
+
+/// Refreshes this instance's snapshot of a stored product, then publishes its change.
+async fn announce(state: &AppState, product_id: u64, change: Option<ContentChange>) -> Result<(), ApiError> {
+    state.catalogue.refresh(Refresh::Product(product_id)).await.map_err(ApiError::internal)?;
     if let Some(change) = change {
         emit_change(state.bus.as_ref(), change).await?;
     }
@@ -283,7 +299,7 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
         slug: body.slug,
         description: body.description,
         image: blank_to_none(body.image),
-        price_usd: body.price.unwrap_or_default(),
+        price_usd: body.price.map(Amount::value).unwrap_or_default(),
         model_type: body.model_type,
         category_slug: category,
         published: body.published,
@@ -293,6 +309,7 @@ pub async fn create(_admin: Admin, state: web::Data<AppState>, body: JsonBody<Cr
         coupons: vec![],
         created_at: now,
         updated_at: now,
+        version: 0,
     };
     save(&state, &product, change_of(None, product.published, id)).await?;
     Ok(answer(StatusCode::CREATED, &product))
@@ -311,7 +328,8 @@ pub async fn show(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>)
 
 /// Updates any field; emits `product.published`, `product.updated` or `product.unpublished`.
 #[utoipa::path(patch, path = "/admin/v1/products/{id}", tag = "admin", request_body = UpdateProduct,
-    responses((status = 200, description = "updated"), (status = 404), (status = 422)), security(("admin" = [])))]
+    responses((status = 200, description = "updated"), (status = 404), (status = 409, description = "changed concurrently too often"), (status = 422)),
+    security(("admin" = [])))]
 pub async fn update(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>, body: JsonBody<UpdateProduct>) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let nothing = b.title.is_none()
@@ -328,56 +346,66 @@ pub async fn update(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64
     if nothing {
         return Err(ApiError::invalid_field("payload", "Provide at least one field to update."));
     }
-    let mut p = existing(&state, id.into_inner()).await?;
-    let was_published = p.published;
-    let mut errors = FieldErrors::new();
-    let model_type = b.model_type.clone().unwrap_or_else(|| p.model_type.clone());
-    let children = b.bundle_product_ids.clone().unwrap_or_else(|| p.bundle_product_ids.clone());
-    let category = match &b.category_slug {
-        Some(c) => blank_to_none(c.clone()),
-        None => p.category_slug.clone(),
-    };
-    let new_category = b.category_slug.is_some().then_some(category.as_deref()).flatten();
-    check_references(&state, p.id, b.slug.as_deref(), new_category, &model_type, &children, &mut errors).await?;
-    if model_type == BUNDLE_TYPE && !p.coupons.is_empty() && p.model_type != BUNDLE_TYPE {
-        errors.insert("type".into(), vec!["A product with coupons cannot become a bundle.".into()]);
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    if let Some(slug) = &b.slug {
-        if *slug != p.slug {
-            claim_slug(&state, slug, p.id).await?;
-            p.slug = slug.clone();
+    // Applied to the product as stored now, and written only if nothing changed it in
+    // between (else read again): a concurrent edit of other fields is kept, and the event
+    // follows the publication state this edit actually replaced.
+    let id = id.into_inner();
+    let mut attempts = EditAttempts::new();
+    while attempts.next().await {
+        let mut p = existing(&state, id).await?;
+        let was_published = p.published;
+        let mut errors = FieldErrors::new();
+        let model_type = b.model_type.clone().unwrap_or_else(|| p.model_type.clone());
+        let children = b.bundle_product_ids.clone().unwrap_or_else(|| p.bundle_product_ids.clone());
+        let category = match &b.category_slug {
+            Some(c) => blank_to_none(c.clone()),
+            None => p.category_slug.clone(),
+        };
+        let new_category = b.category_slug.is_some().then_some(category.as_deref()).flatten();
+        check_references(&state, p.id, b.slug.as_deref(), new_category, &model_type, &children, &mut errors).await?;
+        if model_type == BUNDLE_TYPE && !p.coupons.is_empty() && p.model_type != BUNDLE_TYPE {
+            errors.insert("type".into(), vec!["A product with coupons cannot become a bundle.".into()]);
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        if let Some(slug) = &b.slug {
+            if *slug != p.slug {
+                claim_slug(&state, slug, p.id).await?;
+                p.slug = slug.clone();
+            }
+        }
+        if let Some(v) = &b.title {
+            p.title = v.clone();
+        }
+        if let Some(v) = &b.description {
+            p.description = v.clone();
+        }
+        if let Some(v) = &b.image {
+            p.image = blank_to_none(v.clone());
+        }
+        if let Some(v) = b.price {
+            p.price_usd = v.value();
+        }
+        if let Some(v) = b.published {
+            p.published = v;
+        }
+        if let Some(v) = &b.introduction_video_url {
+            p.introduction_video_url = blank_to_none(v.clone());
+        }
+        if let Some(v) = &b.teachers {
+            p.teachers = teachers(v.clone());
+        }
+        p.model_type = model_type;
+        p.bundle_product_ids = children;
+        p.category_slug = category;
+        p.updated_at = Utc::now();
+        let change = change_of(Some(was_published), p.published, p.id);
+        if save_edit(&state, &mut p, change).await? {
+            return Ok(answer(StatusCode::OK, &p));
         }
     }
-    if let Some(v) = b.title {
-        p.title = v;
-    }
-    if let Some(v) = b.description {
-        p.description = v;
-    }
-    if let Some(v) = b.image {
-        p.image = blank_to_none(v);
-    }
-    if let Some(v) = b.price {
-        p.price_usd = v;
-    }
-    if let Some(v) = b.published {
-        p.published = v;
-    }
-    if let Some(v) = b.introduction_video_url {
-        p.introduction_video_url = blank_to_none(v);
-    }
-    if let Some(v) = b.teachers {
-        p.teachers = teachers(v);
-    }
-    p.model_type = model_type;
-    p.bundle_product_ids = children;
-    p.category_slug = category;
-    p.updated_at = Utc::now();
-    save(&state, &p, change_of(Some(was_published), p.published, p.id)).await?;
-    Ok(answer(StatusCode::OK, &p))
+    Err(ApiError::conflict(EDIT_CONFLICT))
 }
 
 /// Adds a coupon to a course (replacing the tier's coupon); emits `product.updated` when the
@@ -395,22 +423,29 @@ pub async fn add_coupon(_admin: Admin, state: web::Data<AppState>, id: web::Path
     if !b.code.is_empty() && !b.code.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
         errors.insert("code".into(), vec!["The code field must only contain letters, digits, hyphens and underscores.".into()]);
     }
-    let mut p = existing(&state, id.into_inner()).await?;
-    if p.model_type == BUNDLE_TYPE {
-        errors.insert("product".into(), vec!["Coupons apply to courses, not to bundles.".into()]);
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
     let percent_off = b.percent_off.unwrap_or_default().normalize();
     let coupon = CouponRecord { tier, code: b.code, percent_off, expires_at: b.expires_at };
-    p.coupons.retain(|c| c.tier != tier);
-    p.coupons.push(coupon.clone());
-    p.coupons.sort_by_key(|c| c.tier as u8);
-    p.updated_at = Utc::now();
-    let change = p.published.then_some(ContentChange::ProductUpdated { product_id: p.id });
-    save(&state, &p, change).await?;
-    let mut out = coupon_json(&coupon);
-    out["product_id"] = serde_json::json!(p.id);
-    Ok(json::created(serde_json::json!({ "coupon": out })))
+    // Added to the product as stored now (see `update`): a concurrent edit or coupon is kept.
+    let id = id.into_inner();
+    let mut attempts = EditAttempts::new();
+    while attempts.next().await {
+        let mut p = existing(&state, id).await?;
+        if p.model_type == BUNDLE_TYPE {
+            errors.insert("product".into(), vec!["Coupons apply to courses, not to bundles.".into()]);
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        p.coupons.retain(|c| c.tier != tier);
+        p.coupons.push(coupon.clone());
+        p.coupons.sort_by_key(|c| c.tier as u8);
+        p.updated_at = Utc::now();
+        let change = p.published.then_some(ContentChange::ProductUpdated { product_id: p.id });
+        if save_edit(&state, &mut p, change).await? {
+            let mut out = coupon_json(&coupon);
+            out["product_id"] = serde_json::json!(p.id);
+            return Ok(json::created(serde_json::json!({ "coupon": out })));
+        }
+    }
+    Err(ApiError::conflict(EDIT_CONFLICT))
 }
