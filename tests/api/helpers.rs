@@ -133,7 +133,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // Shorter than actix's 5 s keep-alive, so a pooled connection is never reused just as
+            // the server closes it.
+            .pool_idle_timeout(std::time::Duration::from_secs(1))
+            .build()
+            .unwrap(),
         data_dir,
         handle,
         state,
