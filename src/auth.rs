@@ -13,6 +13,7 @@ use crate::domain::{PlainApiKey, Scope};
 use crate::error::{messages, ApiError};
 use crate::credentials::Resolved;
 use crate::state::AppState;
+use std::net::IpAddr;
 use std::sync::Arc;
 use crate::store::{AffiliateRecord, ApiKeyRecord};
 use actix_web::dev::Payload;
@@ -92,13 +93,16 @@ pub fn bearer_token(value: &str) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
 
-async fn authenticate(state: &AppState, raw: Option<String>) -> Result<Authenticated, ApiError> {
+async fn authenticate(state: &AppState, raw: Option<String>, ip: Option<IpAddr>, prefix: u64) -> Result<Authenticated, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::unauthenticated(messages::KEY_MISSING))?;
     let plain = PlainApiKey::parse(&raw).ok_or_else(|| ApiError::unauthenticated(messages::KEY_INVALID))?;
     let digest = state.hasher.digest(&plain);
     let resolved = match state.credentials.get(&digest) {
         Some(hit) => hit,
         None => {
+            // A key this instance does not know yet, from an address whose guesses with this
+            // prefix are blocked: refused without a store read.
+            refuse_blocked(state, ip, prefix)?;
             let ticket = state.credentials.ticket();
             let key = state
                 .store
@@ -138,8 +142,8 @@ impl FromRequest for Authenticated {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
             let ip = client_ip(&req);
-            refuse_blocked(&state, ip)?;
-            match authenticate(&state, raw).await {
+            let prefix = credential_prefix("api_key", raw.as_deref());
+            match authenticate(&state, raw, ip, prefix).await {
                 Ok(auth) => {
                     req.extensions_mut().insert(crate::usage::Caller::Key { affiliate_id: auth.affiliate.id, key_id: auth.key.id });
                     let plan = Plan { per_minute: auth.key.rate_limit.per_minute, burst: auth.key.rate_limit.burst };
@@ -149,7 +153,7 @@ impl FromRequest for Authenticated {
                     req.extensions_mut().insert(auth.clone());
                     Ok(auth)
                 }
-                Err(e) if e.code() == "unauthenticated" => Err(count_failure(&state, ip, "api_key", e)),
+                Err(e) if e.code() == "unauthenticated" => Err(count_failure(&state, ip, "api_key", prefix, e)),
                 Err(e) => Err(e),
             }
         })
@@ -158,15 +162,59 @@ impl FromRequest for Authenticated {
 
 pub const TOO_MANY_FAILURES: &str = "Too many failed authentications; retry later.";
 
-/// The caller's address: the peer, not a forwarded header a client could forge.
-pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+/// The caller's address: the peer, or, when the peer is a trusted proxy
+/// (`server.trusted_proxies`), the nearest address in `X-Forwarded-For` that is not one: a
+/// client cannot forge its address by sending the header itself. The same rule serves
+/// authentication, the audit log and clicks.
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req.app_data::<web::Data<AppState>>().map(|s| s.trusted_proxies.as_slice()).unwrap_or_default();
+    Some(forwarded_client(peer, trusted, req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok())))
 }
 
-/// 429 while the address is blocked after too many failed authentications (of any
-/// credential: API key, admin token, postback token).
-pub fn refuse_blocked(state: &AppState, ip: Option<std::net::IpAddr>) -> Result<(), ApiError> {
-    match ip.and_then(|ip| state.limits.auth_blocked(ip)) {
+/// The client behind a chain of proxies: walking `X-Forwarded-For` from the right (the hop
+/// nearest to us) while the hop is trusted; a malformed entry stops the walk at the last
+/// address known good.
+pub fn forwarded_client<'a>(peer: IpAddr, trusted: &[ipnet::IpNet], headers: impl Iterator<Item = &'a str>) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers.flat_map(|h| h.split(',')).map(str::trim).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// How many leading characters of a presented credential name its failure bucket
+/// (`hb_sk_` and eight more of an API key, what `prefix` shows).
+const PREFIX_CHARS: usize = 14;
+
+/// The failure bucket of a presented credential of `kind`: a hash of the kind and the
+/// credential's first characters (never `rate_limit::WHOLE_ADDRESS`).
+pub fn credential_prefix(kind: &str, presented: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    kind.hash(&mut h);
+    presented.map(|p| p.char_indices().nth(PREFIX_CHARS).map_or(p, |(at, _)| &p[..at])).hash(&mut h);
+    h.finish() | 1
+}
+
+/// 429 while failures from the address with this credential prefix (or from the address
+/// as a whole) are blocked. Only for credentials that did not check out: a valid credential
+/// is never refused because others at its address failed.
+pub fn refuse_blocked(state: &AppState, ip: Option<IpAddr>, prefix: u64) -> Result<(), ApiError> {
+    match ip.and_then(|ip| state.limits.auth_failures_blocked(ip, prefix)) {
         Some(wait) => {
             state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
             Err(ApiError::rate_limited(TOO_MANY_FAILURES, wait))
@@ -175,11 +223,12 @@ pub fn refuse_blocked(state: &AppState, ip: Option<std::net::IpAddr>) -> Result<
     }
 }
 
-/// Counts a failed authentication of credential `kind` against the address: answers the
-/// 429 once the address is over its allowance, `refused` otherwise.
-pub fn count_failure(state: &AppState, ip: Option<std::net::IpAddr>, kind: &str, refused: ApiError) -> ApiError {
+/// Counts a failed authentication of credential `kind` against the address and the
+/// credential's prefix: answers the 429 once either is over its allowance, `refused`
+/// otherwise.
+pub fn count_failure(state: &AppState, ip: Option<IpAddr>, kind: &str, prefix: u64, refused: ApiError) -> ApiError {
     state.metrics.auth_failures.with_label_values(&[kind]).inc();
-    match ip.and_then(|ip| state.limits.auth_failed(ip)) {
+    match ip.and_then(|ip| state.limits.auth_failed(ip, prefix)) {
         Some(wait) => {
             state.metrics.rate_limited.with_label_values(&["auth_failures"]).inc();
             ApiError::rate_limited(TOO_MANY_FAILURES, wait)
@@ -256,17 +305,14 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
             "The admin API is disabled: no admin token is configured.",
         )
     })?;
-    // Wrong admin tokens count against the address like wrong API keys, and a blocked
-    // address is refused even with the right token: the token cannot be guessed quickly.
+    // Wrong admin tokens count against the address and their prefix like wrong API keys
+    // (once over the allowance they are answered 429, so the token cannot be guessed
+    // quickly); the right token is never refused for others' failures.
     let ip = client_ip(req);
-    refuse_blocked(state, ip)?;
-    let fail = |message: &'static str| count_failure(state, ip, "admin", ApiError::unauthenticated(message));
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .ok_or_else(|| fail("Admin token is missing."))?;
+    let presented = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    let prefix = credential_prefix("admin", presented.as_deref());
+    let fail = |message: &'static str| count_failure(state, ip, "admin", prefix, ApiError::unauthenticated(message));
+    let presented = presented.ok_or_else(|| fail("Admin token is missing."))?;
     // Comparing digests keeps the comparison's timing independent of the token's content.
     let same = Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.expose_secret().as_bytes());
     if same {
@@ -281,6 +327,31 @@ fn check_admin(req: &HttpRequest) -> Result<Admin, ApiError> {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
+
+    #[test]
+    fn forwarded_clients_are_believed_only_through_trusted_hops() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer: its header is ignored.
+        assert_eq!(forwarded_client(ip("203.0.113.1"), &trusted, ["198.51.100.7"].into_iter()), ip("203.0.113.1"));
+        // A trusted peer: the nearest untrusted hop, a forged left part ignored.
+        assert_eq!(forwarded_client(ip("127.0.0.1"), &trusted, ["6.6.6.6, 198.51.100.7, 10.1.2.3"].into_iter()), ip("198.51.100.7"));
+        assert_eq!(forwarded_client(ip("127.0.0.1"), &trusted, ["6.6.6.6", "198.51.100.7"].into_iter()), ip("198.51.100.7"));
+        // No header, or garbage: the last address known good.
+        assert_eq!(forwarded_client(ip("127.0.0.1"), &trusted, std::iter::empty()), ip("127.0.0.1"));
+        assert_eq!(forwarded_client(ip("127.0.0.1"), &trusted, ["198.51.100.7, junk"].into_iter()), ip("127.0.0.1"));
+        assert_eq!(forwarded_client(ip("127.0.0.1"), &trusted, ["2001:db8::1"].into_iter()), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn credential_prefixes_pick_buckets_by_kind_and_first_characters() {
+        let a = credential_prefix("api_key", Some("hb_sk_AAAAAAAA0000"));
+        assert_eq!(a, credential_prefix("api_key", Some("hb_sk_AAAAAAAA9999")));
+        assert_ne!(a, credential_prefix("api_key", Some("hb_sk_BBBBBBBB0000")));
+        assert_ne!(a, credential_prefix("admin", Some("hb_sk_AAAAAAAA0000")));
+        assert_ne!(credential_prefix("admin", None), 0, "never the whole-address bucket");
+        assert_eq!(credential_prefix("admin", Some("é")), credential_prefix("admin", Some("é")));
+    }
 
     #[test]
     fn bearer_tokens_are_parsed_strictly() {

@@ -13,6 +13,10 @@ use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// Shortest pepper or secrets key accepted, wherever it comes from (configuration, a file,
+/// the environment).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 const DEFAULTS: &str = include_str!("../configuration/defaults.toml");
 
 /// The flat environment variables of the contract and the field each one sets.
@@ -34,6 +38,8 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("webhook_retry_schedule", "webhooks.retry_schedule"),
     ("offers_feed_url", "partner.offers_feed_url"),
     ("offers_sync_interval", "partner.offers_sync_interval"),
+    ("secrets_key", "secrets.key"),
+    ("trusted_proxies", "server.trusted_proxies"),
 ];
 
 /// Everything the service reads at start.
@@ -51,6 +57,39 @@ pub struct Settings {
     pub partner: PartnerSettings,
     pub payouts: PayoutSettings,
     pub usage: UsageSettings,
+    #[serde(default)]
+    pub secrets: SecretsSettings,
+    #[serde(default)]
+    pub privacy: PrivacySettings,
+}
+
+/// Retention of end users' personal data (issue 13, "Data privacy compliance").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySettings {
+    /// Days a click keeps its full IP and user agent (attribution needs them no longer); then
+    /// the IP is truncated (/24, /48) and the user agent dropped. 0: never stored in full.
+    pub click_personal_data_days: u32,
+    /// How often the embedded store's sweep truncates clicks past that age (ScyllaDB: a TTL).
+    pub sweep_seconds: u64,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self { click_personal_data_days: 30, sweep_seconds: 3600 }
+    }
+}
+
+/// The key that encrypts secrets kept in the store (webhook secrets).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// At least 32 bytes (`HISSABACK_SECRETS_KEY`). Every instance sharing a store must use
+    /// the same key. Unset: read from `key_file`, else from `<data_dir>/secrets.key`, created
+    /// once (random, owner-only).
+    pub key: Option<SecretString>,
+    /// A file holding the key (e.g. a mounted secret), instead of `key`.
+    pub key_file: Option<PathBuf>,
 }
 
 /// Usage counters and the audit log.
@@ -160,6 +199,10 @@ pub struct ServerSettings {
     pub shutdown_timeout_seconds: u64,
     /// This instance's name in per-instance consumer groups.
     pub instance_id: String,
+    /// Proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client
+    /// (`HISSABACK_TRUSTED_PROXIES`, comma-separated). Empty: the peer is the client.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -257,9 +300,13 @@ pub struct KafkaSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
-    /// Server-side pepper for API key hashes. Unset: kept in `<data_dir>/pepper`, created once.
-    /// Every instance sharing a store must use the same pepper.
+    /// Server-side pepper for API key and postback token hashes, at least 32 bytes. Unset: read
+    /// from `pepper_file`, else from `<data_dir>/pepper`, created once. Every instance sharing
+    /// a store must use the same pepper.
     pub pepper: Option<SecretString>,
+    /// A file holding the pepper (e.g. a mounted secret, away from the data), instead of `pepper`.
+    #[serde(default)]
+    pub pepper_file: Option<PathBuf>,
     /// How often the key-usage recorder writes `last_used_at`.
     pub last_used_flush_ms: u64,
     /// Failed authentications allowed per client address per minute
@@ -298,8 +345,10 @@ fn list_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    // Not `#[from]`: that would make the figment error the source too, and its message
+    // would print twice (as the error and as its cause).
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     #[error("configuration: {0}")]
     Invalid(String),
 }
@@ -318,7 +367,7 @@ impl Settings {
             None => figment = figment.merge(Toml::file("hissaback.toml")),
         }
         figment = figment.merge(environment());
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -374,6 +423,9 @@ impl Settings {
         if self.usage.flush_ms == 0 || self.usage.audit_retention_days == 0 || self.usage.max_pending_audit == 0 {
             return invalid("usage.flush_ms, audit_retention_days and max_pending_audit must be positive");
         }
+        if self.privacy.click_personal_data_days > 7300 || self.privacy.sweep_seconds == 0 {
+            return invalid("privacy.click_personal_data_days must be at most 7300 and privacy.sweep_seconds positive");
+        }
         if self.usage.audit_retention_days > 7300 {
             // CQL refuses a TTL over 20 years.
             return invalid("usage.audit_retention_days must be at most 7300 (20 years)");
@@ -384,6 +436,19 @@ impl Settings {
         if let Some(token) = &self.admin.token {
             if token.expose_secret().len() < 16 {
                 return invalid("admin.token must be at least 16 characters");
+            }
+        }
+        for (name, inline, file) in [
+            ("auth.pepper", &self.auth.pepper, &self.auth.pepper_file),
+            ("secrets.key", &self.secrets.key, &self.secrets.key_file),
+        ] {
+            if let Some(value) = inline {
+                if value.expose_secret().trim().len() < MIN_SECRET_BYTES {
+                    return Err(ConfigError::Invalid(format!("{name} must be at least {MIN_SECRET_BYTES} bytes")));
+                }
+                if file.is_some() {
+                    return Err(ConfigError::Invalid(format!("{name} and {name}_file are both set; set one")));
+                }
             }
         }
         if self.store.scylla.id_block_size == 0 || self.store.scylla.replication_factor == 0 {
@@ -468,6 +533,25 @@ mod tests {
             jail.create_file("typo.toml", "[server]\nlisen = \"127.0.0.1:1\"\n")?;
             assert!(Settings::load(Some(Path::new("typo.toml"))).is_err());
             assert!(Settings::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn short_peppers_and_secrets_keys_are_refused_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HISSABACK_AUTH__PEPPER", "x");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert_eq!(e, "configuration: auth.pepper must be at least 32 bytes");
+            jail.set_env("HISSABACK_AUTH__PEPPER", "p".repeat(32));
+            jail.set_env("HISSABACK_SECRETS_KEY", "k");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert_eq!(e, "configuration: secrets.key must be at least 32 bytes");
+            jail.set_env("HISSABACK_SECRETS_KEY", "k".repeat(32));
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.secrets.key.unwrap().expose_secret().len(), 32);
+            jail.set_env("HISSABACK_SECRETS__KEY_FILE", "/run/secrets/hissaback");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("both set"));
             Ok(())
         });
     }

@@ -7,6 +7,7 @@ use crate::domain::KeyHasher;
 use crate::extract;
 use crate::metrics::{self, Metrics};
 use crate::routes;
+use crate::secrets::SecretBox;
 use crate::state::AppState;
 use crate::store::{self, StoreKeyUsageSink};
 use actix_web::dev::Server;
@@ -49,6 +50,7 @@ pub struct Application {
     _consumers: Vec<actix::Recipient<Stop>>,
     /// The offer feed sync actor, when a feed is configured.
     _offer_sync: Option<actix::Addr<OfferSync>>,
+    _click_sweeper: actix::Addr<crate::partner::privacy::ClickSweeper>,
     _rate_limiter: actix::Addr<RateLimiter>,
 }
 
@@ -56,6 +58,23 @@ impl Application {
     /// Opens the store, starts the actors and binds `server.listen` (port 0: any free port).
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Bound first: an address in use fails here, before any actor or worker thread starts
+        // (whose shutdown on the error path would otherwise print panics before the error).
+        let listener = TcpListener::bind(&settings.server.listen)
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let local = listener.local_addr()?;
+        let pepper = load_secret(
+            "auth.pepper",
+            settings.auth.pepper.as_ref(),
+            settings.auth.pepper_file.as_deref(),
+            &settings.store.data_dir.join("pepper"),
+        )?;
+        let secrets = SecretBox::new(&load_secret(
+            "secrets.key",
+            settings.secrets.key.as_ref(),
+            settings.secrets.key_file.as_deref(),
+            &settings.store.data_dir.join("secrets.key"),
+        )?);
         let store = store::open(&settings).await.context("opening the store")?;
         let bus = crate::events::open(&settings)?;
         let catalogue = Catalogue::start(store.clone(), settings.catalogue.default_rates.clone())
@@ -98,9 +117,15 @@ impl Application {
         );
         let limits = Arc::new(Limits::new(settings.auth.failures_per_minute));
         let rate_limiter = RateLimiter::start(limits.clone(), Duration::from_secs(600));
+        let trusted_proxies = settings
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|cidr| parse_network(cidr).with_context(|| format!("server.trusted_proxies: {cidr} is not an address or CIDR")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let webhook_allow = Allowlist::parse(&settings.webhooks.allow).map_err(anyhow::Error::msg)?;
         let dispatcher = WebhookDispatcher::start(
-            Sender::new(&settings.webhooks, store.clone(), metrics.clone())?,
+            Sender::new(&settings.webhooks, store.clone(), secrets.clone(), metrics.clone())?,
             store.clone(),
             settings.webhooks.max_concurrency,
             settings.webhooks.per_endpoint_concurrency,
@@ -121,7 +146,7 @@ impl Application {
         .with_transient(store_unavailable)
         .start_supervised();
         let clicks = ClickCache::new(settings.partner.click_cache_capacity, Duration::from_secs(settings.partner.click_cache_idle_seconds));
-        let networks = NetworkCache::new(Duration::from_secs(settings.partner.network_cache_seconds));
+        let networks = NetworkCache::new(Duration::from_secs(settings.partner.network_cache_seconds), &pepper);
         let payouts = crate::partner::payouts::from_settings(&settings.payouts)?;
         let payer = ConsumerActor::new(
             "payer",
@@ -146,11 +171,17 @@ impl Application {
         .with_transient(store_unavailable)
         .start_supervised();
         let campaigns = Campaigns::start(Arc::new(StoreCampaignSource(store.clone())));
+        let pseudonyms = crate::partner::privacy::Pseudonyms::new(&pepper);
         let ledger_writer = ConsumerActor::new(
             "ledger",
             bus.clone(),
             "ledger",
-            Arc::new(LedgerWriter { store: store.clone(), bus: bus.clone(), campaigns: campaigns.clone() }),
+            Arc::new(LedgerWriter {
+                store: store.clone(),
+                bus: bus.clone(),
+                campaigns: campaigns.clone(),
+                pseudonyms: pseudonyms.clone(),
+            }),
             metrics.consumers.clone(),
         )
         .with_options(consumer_options)
@@ -172,13 +203,15 @@ impl Application {
             }
             _ => None,
         };
+        // Clicks' IPs and user agents past `privacy.click_personal_data_days` (embedded store).
+        let click_sweeper = actix::Actor::start(crate::partner::privacy::ClickSweeper::new(
+            store.clone(),
+            Duration::from_secs(u64::from(settings.privacy.click_personal_data_days) * 86_400),
+            Duration::from_secs(settings.privacy.sweep_seconds),
+        ));
         let geoip = match &settings.catalogue.geoip_db {
             Some(path) => Some(Arc::new(GeoIp::open(path)?)),
             None => None,
-        };
-        let pepper = match &settings.auth.pepper {
-            Some(p) => p.clone(),
-            None => load_or_create_pepper(&settings.store.data_dir)?,
         };
         let key_usage = KeyUsageRecorder::start(
             Arc::new(StoreKeyUsageSink(store.clone())),
@@ -193,9 +226,6 @@ impl Application {
             settings.usage.max_pending_audit,
             metrics.usage.clone(),
         );
-        let listener = TcpListener::bind(&settings.server.listen)
-            .with_context(|| format!("binding {}", settings.server.listen))?;
-        let local = listener.local_addr()?;
         let public_base_url = if settings.server.public_base_url.is_empty() {
             format!("http://{local}")
         } else {
@@ -218,6 +248,7 @@ impl Application {
             store,
             bus,
             hasher: KeyHasher::new(pepper),
+            secrets,
             credentials,
             key_usage: key_usage.clone(),
             usage: usage.clone(),
@@ -232,7 +263,9 @@ impl Application {
             payouts,
             clicks,
             networks,
+            pseudonyms,
             limits: limits.clone(),
+            trusted_proxies,
             consumer_health,
         });
         let app_state = state.clone();
@@ -253,7 +286,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), credential_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _rate_limiter: rate_limiter })
+        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), credential_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _click_sweeper: click_sweeper, _rate_limiter: rate_limiter })
     }
 
     pub fn port(&self) -> u16 {
@@ -284,6 +317,15 @@ impl Application {
     }
 }
 
+/// An address (`10.0.0.7`) or a network (`10.0.0.0/8`).
+fn parse_network(s: &str) -> anyhow::Result<ipnet::IpNet> {
+    let s = s.trim();
+    match s.parse::<ipnet::IpNet>() {
+        Ok(net) => Ok(net),
+        Err(_) => Ok(ipnet::IpNet::from(s.parse::<std::net::IpAddr>()?)),
+    }
+}
+
 /// How stream consumers batch, retry and park, from `[events]`.
 /// A store that cannot be reached is an outage, not a poison event: retried, never parked.
 fn store_unavailable(e: &anyhow::Error) -> bool {
@@ -303,27 +345,104 @@ fn consumer_options(events: &crate::configuration::EventsSettings) -> ConsumerOp
     }
 }
 
-/// The pepper kept in `<data_dir>/pepper`, created (random, owner-only) on first start.
-fn load_or_create_pepper(data_dir: &Path) -> anyhow::Result<SecretString> {
-    use rand::distr::{Alphanumeric, SampleString};
-    let path = data_dir.join("pepper");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        let existing = existing.trim().to_string();
-        anyhow::ensure!(existing.len() >= 32, "{} is too short to be a pepper", path.display());
-        return Ok(existing.into());
+/// A pepper or key: from configuration, else from `file`, else from `default_file` (created
+/// once, random and owner-only, on first start). At least
+/// [`MIN_SECRET_BYTES`](crate::configuration::MIN_SECRET_BYTES) bytes wherever it comes from.
+fn load_secret(name: &str, configured: Option<&SecretString>, file: Option<&Path>, default_file: &Path) -> anyhow::Result<SecretString> {
+    use crate::configuration::MIN_SECRET_BYTES;
+    use secrecy::ExposeSecret;
+    if let Some(value) = configured {
+        // Validation refused shorter ones already; trimmed like the files below.
+        return Ok(value.expose_secret().trim().to_string().into());
     }
-    std::fs::create_dir_all(data_dir)?;
-    let pepper = Alphanumeric.sample_string(&mut rand::rng(), 64);
+    let path = file.unwrap_or(default_file);
+    match std::fs::read_to_string(path) {
+        Ok(existing) if file.is_some() || !existing.trim().is_empty() => {
+            let existing = existing.trim();
+            anyhow::ensure!(existing.len() >= MIN_SECRET_BYTES, "{name} in {} must be at least {MIN_SECRET_BYTES} bytes", path.display());
+            return Ok(existing.to_string().into());
+        }
+        // Empty: left by a crash of an older version between creating and writing it, so
+        // nothing was ever hashed or encrypted with it; made anew below.
+        Ok(_) => tracing::warn!(path = %path.display(), "{name} file is empty; creating a new one"),
+        Err(e) if file.is_some() || e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow::Error::new(e).context(format!("reading {name} from {}", path.display())));
+        }
+        Err(_) => {}
+    }
+    use rand::distr::{Alphanumeric, SampleString};
+    let value = Alphanumeric.sample_string(&mut rand::rng(), 64);
+    write_atomically(path, value.as_bytes()).with_context(|| format!("creating {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created {name}");
+    Ok(value.into())
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either no file or the whole one: an
+/// owner-only temporary file beside it, synced, renamed over `path`, then the directory synced
+/// so the rename itself is durable.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("secret");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    use std::io::Write;
-    let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(pepper.as_bytes())?;
-    file.sync_all()?;
-    Ok(pepper.into())
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_file_is_created_once_owner_only_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("pepper");
+        let first = load_secret("auth.pepper", None, None, &path).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(first.expose_secret().len(), 64);
+        let again = load_secret("auth.pepper", None, None, &path).unwrap();
+        assert_eq!(again.expose_secret(), first.expose_secret());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // No temporary file left beside it.
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_empty_file_is_replaced_and_a_short_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.key");
+        std::fs::write(&path, "").unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(load_secret("secrets.key", None, None, &path).unwrap().expose_secret().len(), 64);
+        std::fs::write(&path, "short\n").unwrap();
+        let e = load_secret("secrets.key", None, None, &path).unwrap_err().to_string();
+        assert!(e.contains("at least 32 bytes"), "{e}");
+        let named = dir.path().join("mounted");
+        assert!(load_secret("auth.pepper", None, Some(&named), &path).is_err(), "a named file must exist");
+        std::fs::write(&named, format!("{}\n", "m".repeat(40))).unwrap();
+        assert_eq!(load_secret("auth.pepper", None, Some(&named), &path).unwrap().expose_secret(), &"m".repeat(40));
+    }
 }

@@ -14,6 +14,8 @@ pub struct AppState {
     pub store: SharedStore,
     pub bus: SharedBus,
     pub hasher: KeyHasher,
+    /// Encrypts and decrypts webhook secrets kept in the store.
+    pub secrets: crate::secrets::SecretBox,
     /// API keys and their affiliates in memory, kept current by `credential-changes`.
     pub credentials: crate::credentials::Credentials,
     pub key_usage: KeyUsage,
@@ -40,6 +42,10 @@ pub struct AppState {
     pub clicks: crate::partner::lookups::ClickCache,
     /// Networks by postback token, kept a short while.
     pub networks: crate::partner::lookups::NetworkCache,
+    /// Pseudonyms of erased end users (keyed by the pepper; the ledger writer holds the same).
+    pub pseudonyms: crate::partner::privacy::Pseudonyms,
+    /// Proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Rate-limit buckets (per key, and failed authentications per address).
     pub limits: Arc<hissaback_actors::rate_limit::Limits>,
     /// What every stream consumer reports about its batches (`/readyz` names stuck ones).

@@ -65,7 +65,7 @@ pub fn record<B>(state: &AppState, res: &ServiceResponse<B>, route: &str, reques
         path: if path.len() <= 512 { path.to_string() } else { path.chars().take(512).collect() },
         status,
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        client_ip: crate::auth::client_ip(req).map(|ip| ip.to_string()),
         request_id: request_id.to_string(),
     };
     state.usage.answered(usage, status == 429, audit);

@@ -89,7 +89,6 @@ fn id_like(v: &str, max: usize) -> bool {
     responses((status = 200, description = "accepted and durable"), (status = 401, description = "Postback token is missing. / Postback token is invalid."), (status = 422), (status = 429, description = "Postback rate limit exceeded. (per network) / Too many failed authentications; retry later. (per address)")))]
 pub async fn receive(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let ip = crate::auth::client_ip(&req);
-    crate::auth::refuse_blocked(&state, ip)?;
     // Read here rather than by actix's `Bytes` extractor, whose 413 is plain text.
     let body = read_decoded_body(&req, payload).await?;
     let p = params(&req, &body)?;
@@ -101,7 +100,7 @@ pub async fn receive(state: web::Data<AppState>, req: HttpRequest, payload: web:
     let Some(network) = found else {
         // Wrong tokens count against the address like wrong API keys: no brute force.
         let refused = ApiError::unauthenticated(if token.is_none() { "Postback token is missing." } else { "Postback token is invalid." });
-        return Err(crate::auth::count_failure(&state, ip, "postback_token", refused));
+        return Err(crate::auth::count_failure(&state, ip, "postback_token", crate::auth::credential_prefix("postback_token", token), refused));
     };
     req.extensions_mut().insert(crate::usage::Caller::Network { network_id: network.id });
     let limit = state.settings.partner.postback_rate_limit;

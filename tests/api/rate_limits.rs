@@ -1,6 +1,6 @@
 //! Rate limits: each key's plan with the `X-RateLimit-*` and IETF `RateLimit` headers, 429
 //! with `Retry-After` in the envelope, per-key overrides, and failed authentications limited
-//! per client address.
+//! per client address and presented credential prefix (valid credentials always pass).
 
 use crate::helpers::{spawn_app, spawn_app_with};
 use serde_json::json;
@@ -41,11 +41,12 @@ async fn failed_authentications_are_limited_per_address() {
     for _ in 0..5 {
         app.get_with_key("/api/v1/test", &format!("hb_sk_{}", "x".repeat(40))).await.assert_error(401, "API key is invalid.", "unauthenticated");
     }
-    let blocked = app.get_with_key("/api/v1/test", "hb_sk_wrong").await;
+    let blocked = app.get_with_key("/api/v1/test", &format!("hb_sk_{}", "x".repeat(40))).await;
     blocked.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
     assert!(blocked.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
-    // While blocked, even a valid key from the address is refused, so guesses reveal nothing.
-    app.get_with_key("/api/v1/test", &p.key).await.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
+    // A valid key from the address is never refused for others' failures (issue 13: behind
+    // a load balancer every caller shares one address).
+    assert_eq!(app.get_with_key("/api/v1/test", &p.key).await.status, 200);
     assert!(app.get("/metrics").await.text.contains("hissaback_rate_limited_total{kind=\"auth_failures\"}"));
 }
 
@@ -96,6 +97,6 @@ async fn wrong_admin_tokens_are_limited_per_address_too() {
     let blocked = wrong(3).await;
     blocked.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
     assert!(blocked.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
-    // The right token from a blocked address is refused as well.
-    app.admin(reqwest::Method::GET, "/audit", None).await.assert_error(429, "Too many failed authentications; retry later.", "rate_limited");
+    // The right token is never refused for the failures of others at its address.
+    assert_eq!(app.admin(reqwest::Method::GET, "/audit", None).await.status, 200);
 }

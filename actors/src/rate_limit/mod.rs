@@ -1,6 +1,8 @@
 //! Rate limits: one GCRA bucket per API key (each key has its own plan: requests per minute
-//! and burst), one per affiliate network for postbacks, and one per client address for failed
-//! authentications.
+//! and burst), one per affiliate network for postbacks, and for failed authentications one per
+//! client address and presented credential prefix, with a looser one per address as a whole.
+//! Failures only ever refuse further failures: a valid credential is never refused because
+//! others at its address failed (see `src/auth.rs`).
 //!
 //! The request path checks a bucket through the shared [`Limits`] handle, without a mailbox
 //! round trip; the [`RateLimiter`] actor owns the housekeeping: it evicts buckets of keys
@@ -25,6 +27,13 @@ use std::time::Duration;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const NANOS_PER_MINUTE: u64 = 60 * NANOS_PER_SEC;
+
+/// The failure bucket of an address as a whole (any credential prefix).
+pub const WHOLE_ADDRESS: u64 = 0;
+
+/// How many more failures an address may have in all than with one credential prefix: a
+/// few callers behind one address mistyping their keys do not block each other's failures.
+pub const WHOLE_ADDRESS_FACTOR: u32 = 10;
 
 /// How many maps the buckets are spread over: a check locks one, so workers checking
 /// different keys rarely meet, and a sweep or a growing map holds up one sixty-fourth of them.
@@ -177,10 +186,11 @@ pub struct Limits {
     epoch: QuantaInstant,
     shards: Box<[Shard]>,
     failures_per_minute: u32,
-    /// Per client address (chosen by clients: SipHash here): its bucket and last failure.
-    failures: RwLock<HashMap<IpAddr, (Gcra, u64)>>,
-    /// Addresses refused until this time (ns since the epoch) after too many failures.
-    blocked: RwLock<HashMap<IpAddr, u64>>,
+    /// Per client address and credential prefix (chosen by clients: SipHash here): its
+    /// bucket and last failure.
+    failures: RwLock<HashMap<(IpAddr, u64), (Gcra, u64)>>,
+    /// Failures refused until this time (ns since the epoch) after too many.
+    blocked: RwLock<HashMap<(IpAddr, u64), u64>>,
 }
 
 fn secs_ceil(ns: u64) -> u64 {
@@ -241,22 +251,36 @@ impl Limits {
         entry.take(now)
     }
 
-    /// Seconds the address must still wait after too many failed authentications.
-    pub fn auth_blocked(&self, ip: IpAddr) -> Option<u64> {
-        let until = *read(&self.blocked).get(&ip)?;
+    /// Seconds failures of this credential prefix (`prefix`, a hash the caller makes; or
+    /// [`WHOLE_ADDRESS`]) from the address must still wait.
+    pub fn auth_blocked(&self, ip: IpAddr, prefix: u64) -> Option<u64> {
+        let until = *read(&self.blocked).get(&(ip, prefix))?;
         let now = self.now_ns();
         (until > now).then(|| secs_ceil(until - now).max(1))
     }
 
-    /// Counts a failed authentication; when the address is over its allowance, it is blocked
-    /// and the wait in seconds is returned.
-    pub fn auth_failed(&self, ip: IpAddr) -> Option<u64> {
-        let plan = Plan { per_minute: self.failures_per_minute, burst: self.failures_per_minute };
+    /// Counts a failed authentication against the address and the presented credential's
+    /// prefix, and against the address as a whole (allowed [`WHOLE_ADDRESS_FACTOR`] times
+    /// more); when either is over its allowance, it is blocked and the wait in seconds is
+    /// returned.
+    pub fn auth_failed(&self, ip: IpAddr, prefix: u64) -> Option<u64> {
+        let narrow = self.count_failure((ip, prefix), self.failures_per_minute);
+        let whole = self.count_failure((ip, WHOLE_ADDRESS), self.failures_per_minute.saturating_mul(WHOLE_ADDRESS_FACTOR));
+        narrow.max(whole)
+    }
+
+    /// Seconds failures from this address must still wait, for this prefix or as a whole.
+    pub fn auth_failures_blocked(&self, ip: IpAddr, prefix: u64) -> Option<u64> {
+        self.auth_blocked(ip, prefix).max(self.auth_blocked(ip, WHOLE_ADDRESS))
+    }
+
+    fn count_failure(&self, subject: (IpAddr, u64), per_minute: u32) -> Option<u64> {
+        let plan = Plan { per_minute, burst: per_minute };
         let interval = plan.interval_ns();
         let now = self.now_ns();
         let taken = {
             let mut failures = write(&self.failures);
-            let e = failures.entry(ip).or_insert_with(|| (Gcra::default(), now));
+            let e = failures.entry(subject).or_insert_with(|| (Gcra::default(), now));
             e.1 = now;
             e.0.take(now, interval, plan.tolerance_ns(interval))
         };
@@ -264,7 +288,7 @@ impl Limits {
             Ok(_) => None,
             Err(wait) => {
                 let wait = wait.max(NANOS_PER_SEC);
-                write(&self.blocked).insert(ip, now + wait);
+                write(&self.blocked).insert(subject, now + wait);
                 Some(secs_ceil(wait))
             }
         }
@@ -349,13 +373,14 @@ mod tests {
     fn failed_authentications_block_the_address() {
         let limits = Limits::new(3);
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
-        assert_eq!(limits.auth_blocked(ip), None);
+        assert_eq!(limits.auth_blocked(ip, 7), None);
         for _ in 0..3 {
-            assert_eq!(limits.auth_failed(ip), None);
+            assert_eq!(limits.auth_failed(ip, 7), None);
         }
-        assert!(limits.auth_failed(ip).is_some());
-        assert!(limits.auth_blocked(ip).is_some());
-        assert_eq!(limits.auth_blocked("203.0.113.8".parse().unwrap()), None);
+        assert!(limits.auth_failed(ip, 7).is_some());
+        assert!(limits.auth_blocked(ip, 7).is_some());
+        assert_eq!(limits.auth_blocked(ip, 8), None, "another prefix from the address is not blocked");
+        assert_eq!(limits.auth_blocked("203.0.113.8".parse().unwrap(), 7), None);
     }
 
     #[test]
