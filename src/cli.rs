@@ -65,6 +65,35 @@ pub enum DeadLettersCommand {
     },
 }
 
+/// Runs the command; a failure is one line on stderr (`hissaback: <error>: <cause>...`) and
+/// exit code 1.
+pub fn run() -> std::process::ExitCode {
+    match main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hissaback: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, each cause once (a cause whose text its error
+/// already shows is left out).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init();

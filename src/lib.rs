@@ -36,6 +36,7 @@ pub mod json;
 pub mod metrics;
 pub mod partner;
 pub mod routes;
+pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod store;

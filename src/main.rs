@@ -1,3 +1,3 @@
-fn main() -> anyhow::Result<()> {
-    hissaback::cli::main()
+fn main() -> std::process::ExitCode {
+    hissaback::cli::run()
 }

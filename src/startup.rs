@@ -58,6 +58,12 @@ impl Application {
     /// Opens the store, starts the actors and binds `server.listen` (port 0: any free port).
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // On the heap: the whole build (the CQL driver's connection set-up included) is a
+        // large future for the caller's stack, a test thread's 2 MiB among them.
+        Box::pin(Self::build_on_heap(settings)).await
+    }
+
+    async fn build_on_heap(settings: Settings) -> anyhow::Result<Self> {
         // Bound first: an address in use fails here, before any actor or worker thread starts
         // (whose shutdown on the error path would otherwise print panics before the error).
         let listener = TcpListener::bind(&settings.server.listen)

@@ -1,5 +1,6 @@
 //! API key scopes: the seed's nine, the partner flow's four, and the two that read what a
-//! partner's callers did (usage statistics, the audit log), which publishable keys never hold.
+//! partner's callers did (usage statistics, the audit log) and the erasure of an end user's
+//! personal data, which publishable keys never hold.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -40,11 +41,14 @@ pub enum Scope {
     /// The partner's audit log (`/v1/audit`, with client addresses): secret keys only.
     #[serde(rename = "audit.read")]
     AuditRead,
+    /// Erasing an end user's personal data (`DELETE /v1/users/{user_id}`): secret keys only.
+    #[serde(rename = "users.manage")]
+    UsersManage,
 }
 
 impl Scope {
     /// Every supported scope, in the order the seed lists them, then the partner scopes.
-    pub const ALL: [Scope; 15] = [
+    pub const ALL: [Scope; 16] = [
         Scope::PayoutsHistoryView,
         Scope::PaymentsView,
         Scope::WebhooksManage,
@@ -60,6 +64,7 @@ impl Scope {
         Scope::RewardsRead,
         Scope::StatsRead,
         Scope::AuditRead,
+        Scope::UsersManage,
     ];
 
     /// Scopes a publishable key may hold: reads that are safe in a browser.
@@ -85,6 +90,7 @@ impl Scope {
             Scope::RewardsRead => "rewards.read",
             Scope::StatsRead => "stats.read",
             Scope::AuditRead => "audit.read",
+            Scope::UsersManage => "users.manage",
         }
     }
 

@@ -244,6 +244,21 @@ pub struct LedgerWriter {
     pub bus: SharedBus,
     /// Split rules in memory (the campaign registry actor).
     pub campaigns: hissaback_actors::campaigns::Campaigns,
+    /// Pseudonyms of erased end users: a conversion created for one carries the pseudonym.
+    pub pseudonyms: crate::partner::privacy::Pseudonyms,
+}
+
+/// Pseudonymises a conversion of an erased end user (`UserErased`): the user id, also in the
+/// reward payloads of its outbox; amounts, status and postings stay.
+fn erase_user_of(row: &mut ConversionRecord, pseudonym: &str) {
+    row.user_id = pseudonym.to_string();
+    for item in &mut row.outbox {
+        if let OutboxItem::Reward { reward, .. } = item {
+            if reward.get("user_id").is_some() {
+                reward["user_id"] = json!(pseudonym);
+            }
+        }
+    }
 }
 
 impl LedgerWriter {
@@ -310,6 +325,20 @@ impl BatchHandler for LedgerWriter {
         let mut legs = Vec::new();
         let mut webhooks = EnabledWebhooks::default();
         let now = Utc::now();
+        // Conversions this batch creates for end users on the erasure list get the pseudonym
+        // (an event produced before the erasure, consumed after it).
+        let created: Vec<(u64, String)> = batch
+            .iter()
+            .filter_map(|(e, _)| match e {
+                ConversionEvent::Recorded(r) if !rows.contains_key(&r.conversion_id) => {
+                    r.user_id.as_deref().map(|u| (r.conversion_id, self.pseudonyms.of(r.affiliate_id, &r.tenant_id, u)))
+                }
+                _ => None,
+            })
+            .collect();
+        let erased: std::collections::HashSet<String> =
+            if created.is_empty() { Default::default() } else { self.store.erased(&created.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>()).await?.into_iter().collect() };
+        let erased_users: HashMap<u64, String> = created.into_iter().filter(|(_, p)| erased.contains(p)).collect();
         for (event, d) in batch {
             let id = event.conversion_id();
             let position = (d.partition, d.offset);
@@ -318,6 +347,15 @@ impl BatchHandler for LedgerWriter {
                     replayed.insert(id);
                     continue;
                 }
+            }
+            if let ConversionEvent::UserErased { pseudonym, .. } = &event {
+                let Some(row) = rows.get_mut(&id) else { continue };
+                if changed.insert(id) && !replayed.contains(&id) {
+                    row.outbox.clear();
+                }
+                erase_user_of(row, pseudonym);
+                row.applied = Some(position);
+                continue;
             }
             let (command, split) = match &event {
                 ConversionEvent::Recorded(e) => {
@@ -338,12 +376,19 @@ impl BatchHandler for LedgerWriter {
                     }
                     _ => continue,
                 },
+                ConversionEvent::UserErased { .. } => continue,
             };
             let book = rows.get(&id).map(|row| book_of(row, split));
             let tag = format!("{}.{}", d.partition, d.offset);
             let Some((book, step)) = apply(book, split, command, &tag) else { continue };
             let row = match &event {
-                ConversionEvent::Recorded(e) => rows.entry(id).or_insert_with(|| new_conversion(e, split, now)),
+                ConversionEvent::Recorded(e) => rows.entry(id).or_insert_with(|| {
+                    let mut row = new_conversion(e, split, now);
+                    if let Some(pseudonym) = erased_users.get(&id) {
+                        erase_user_of(&mut row, pseudonym);
+                    }
+                    row
+                }),
                 _ => rows.get_mut(&id).expect("checked above"),
             };
             if changed.insert(id) && !replayed.contains(&id) {
@@ -371,7 +416,7 @@ impl BatchHandler for LedgerWriter {
                         });
                     }
                 }
-                ConversionEvent::Recorded(_) => {}
+                ConversionEvent::Recorded(_) | ConversionEvent::UserErased { .. } => {}
             }
             legs.extend(postings(row, step.legs, now));
             // A reward event is kept only when one of the partner's enabled webhooks takes it

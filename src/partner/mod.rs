@@ -6,5 +6,6 @@ pub mod ledger;
 pub mod lookups;
 pub mod offers;
 pub mod payouts;
+pub mod privacy;
 pub mod sync;
 pub mod tracking;

@@ -1,6 +1,9 @@
 //! `GET /r/{code}`: records a click (click id, campaign, partner, offer, tenant, end user from
 //! `uid` or `sub1`, IP, user agent, time; one write) and redirects (302) to the offer's
-//! tracking URL with its macros filled. Unknown codes answer 404.
+//! tracking URL with its macros filled. Unknown codes answer 404. The IP and user agent are
+//! personal data: kept in full for `privacy.click_personal_data_days` only (0: truncated
+//! before they are stored), and never in the in-memory click cache, which needs attribution
+//! alone.
 
 use crate::error::ApiError;
 use crate::partner::tracking::{fill, Macros};
@@ -30,7 +33,7 @@ pub async fn redirect(state: web::Data<AppState>, req: HttpRequest, code: web::P
     let offer = snapshot.get(link.offer_id).ok_or_else(not_found)?;
     let q = QueryParams::parse(req.query_string());
     let user_id = q.one("uid").or_else(|| q.one("sub1")).map(|u| u.chars().take(128).collect::<String>());
-    let click = ClickRecord {
+    let mut click = ClickRecord {
         click_id: format!("c{}", Alphanumeric.sample_string(&mut rand::rng(), 23)),
         code: link.code.clone(),
         affiliate_id: link.affiliate_id,
@@ -38,12 +41,17 @@ pub async fn redirect(state: web::Data<AppState>, req: HttpRequest, code: web::P
         offer_id: link.offer_id,
         tenant_id: link.tenant_id.clone(),
         user_id,
-        ip: req.connection_info().realip_remote_addr().map(String::from),
+        // The client as the trusted proxies name it (a spoofable `X-Forwarded-For` from
+        // anyone else is not recorded as the end user's address).
+        ip: crate::auth::client_ip(&req).map(|ip| ip.to_string()),
         user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(512).collect()),
         at: Utc::now(),
     };
+    if state.settings.privacy.click_personal_data_days == 0 {
+        click = click.without_personal_data();
+    }
     state.store.put_click(&click).await?;
-    state.clicks.remember(click.clone());
+    state.clicks.remember(ClickRecord { ip: None, user_agent: None, ..click.clone() });
     // Counted for `/v1/stats/campaigns` once the click is stored (batched by the recorder).
     state.usage.clicked(click.affiliate_id, click.campaign_id, click.at);
     let macros = Macros {

@@ -10,6 +10,7 @@ pub mod pagination;
 pub mod partner;
 pub mod ping;
 pub mod postbacks;
+pub mod privacy;
 pub mod products;
 pub mod promotions;
 pub mod rewards;
@@ -23,9 +24,9 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
         .service(web::scope("/api/v1").configure(ping::configure).configure(categories::configure).configure(products::configure).configure(promotions::configure).configure(blogs::configure).configure(webhooks::affiliate))
-        .service(web::scope("/v1").configure(webhooks::partner).configure(partner::configure).configure(postbacks::configure).configure(rewards::configure).configure(stats::configure))
+        .service(web::scope("/v1").configure(webhooks::partner).configure(partner::configure).configure(postbacks::configure).configure(rewards::configure).configure(stats::configure).configure(privacy::partner))
         .configure(clicks::configure)
-        .service(web::scope("/admin/v1").configure(admin::configure))
+        .service(web::scope("/admin/v1").configure(admin::configure).configure(privacy::admin))
         .route("/openapi.json", web::get().to(openapi::document));
 }
 

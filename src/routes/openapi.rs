@@ -1,6 +1,6 @@
 //! `/openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{postbacks, rewards, clicks, partner, webhooks, admin, blogs, categories, health, ping, products, promotions, stats};
+use crate::routes::{postbacks, privacy, rewards, clicks, partner, webhooks, admin, blogs, categories, health, ping, products, promotions, stats};
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -12,9 +12,10 @@ use utoipa::{Modify, OpenApi};
         health::healthz, health::readyz, health::metrics, document,
         webhooks::list, webhooks::create, webhooks::delete, webhooks::deliveries, webhooks::redeliver, webhooks::rotate_secret, webhooks::enable,
         postbacks::receive, rewards::user_rewards, admin::rewards::pay,
+        privacy::export, privacy::erase, privacy::admin_export, privacy::admin_erase,
         stats::usage, stats::campaigns, stats::payouts, stats::audit, admin::audit::audit,
         partner::offers, partner::create_campaign, partner::create_link, clicks::redirect,
-        admin::partners::create_brand, admin::partners::create_offer, admin::partners::create_network,
+        admin::partners::create_brand, admin::partners::create_offer, admin::partners::create_network, admin::partners::rotate_network_token,
         ping::test, categories::list, products::list, products::show, promotions::list,
         admin::products::create, admin::products::show, admin::products::update, admin::products::add_coupon,
         admin::promotions::create, admin::promotions::rates, admin::promotions::set_rates,
@@ -51,19 +52,28 @@ impl Modify for Security {
         components.add_security_scheme("admin", bearer());
         components.add_security_scheme("api_key_header", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Affiliate-Api-Key"))));
         components.add_security_scheme("api_key_query", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("api_key"))));
-        // Every call that presents a credential can be refused by a rate limit: the key's
-        // bucket, or the address's failed-authentication allowance (admin token included).
         for item in openapi.paths.paths.values_mut() {
             for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
-                if op.security.as_ref().is_some_and(|s| !s.is_empty()) && !op.responses.responses.contains_key("429") {
-                    op.responses.responses.insert(
-                        "429".to_string(),
-                        utoipa::openapi::RefOr::T(
-                            utoipa::openapi::ResponseBuilder::new()
-                                .description("Rate limit exceeded. / Too many failed authentications; retry later. (with Retry-After)")
-                                .build(),
-                        ),
-                    );
+                let mut document = |status: &str, description: &str| {
+                    if !op.responses.responses.contains_key(status) {
+                        op.responses.responses.insert(
+                            status.to_string(),
+                            utoipa::openapi::RefOr::T(utoipa::openapi::ResponseBuilder::new().description(description).build()),
+                        );
+                    }
+                };
+                // Every call that presents a credential can be refused by a rate limit: the
+                // key's bucket, or the address's failed-authentication allowance (admin token
+                // included).
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    document("429", "Rate limit exceeded. / Too many failed authentications; retry later. (with Retry-After)");
+                }
+                // Every body is read by `crate::extract` (`JsonBody`, `read_json`,
+                // `read_decoded_body` + `parse_json`), whose answers these are.
+                if op.request_body.is_some() {
+                    document("400", "invalid_json: the request body is not valid JSON (or could not be read).");
+                    document("413", "payload_too_large: the request body is larger than the configured limit.");
+                    document("415", "unsupported_media_type: Requests with a body must set Content-Type: application/json.");
                 }
             }
         }

@@ -72,13 +72,14 @@ fn view(w: &WebhookRecord) -> Value {
     })
 }
 
-/// The seed's creation answer: the webhook with its secret, shown only here and on rotation.
-fn with_secret(w: &WebhookRecord) -> Value {
+/// The seed's creation answer: the webhook with its plain secret (`w` holds it encrypted),
+/// shown only here and on rotation.
+fn with_secret(w: &WebhookRecord, secret: &str) -> Value {
     json!({
         "id": w.id,
         "event": w.event,
         "url": w.url,
-        "secret": w.secret,
+        "secret": secret,
         "created_at": json::format_time(&w.created_at),
         "updated_at": json::format_time(&w.updated_at),
     })
@@ -180,12 +181,13 @@ pub async fn create(
         return Err(ApiError::invalid_field("url", "The url has already been taken for this event."));
     }
     let now = Utc::now();
+    let secret = new_secret();
     let webhook = WebhookRecord {
         id,
         affiliate_id: auth.affiliate.id,
         event: event.to_string(),
         url,
-        secret: new_secret(),
+        secret: state.secrets.seal(&secret),
         created_at: now,
         updated_at: now,
         failing_since: None,
@@ -193,7 +195,7 @@ pub async fn create(
         disabled_reason: None,
     };
     state.store.put_webhook(&webhook).await?;
-    Ok(json::created(with_secret(&webhook)))
+    Ok(json::created(with_secret(&webhook, &secret)))
 }
 
 /// Deletes one of the affiliate's webhooks.
@@ -264,13 +266,15 @@ pub async fn redeliver(auth: Authenticated, state: web::Data<AppState>, path: we
 pub async fn rotate_secret(auth: Authenticated, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksManage)?;
     let secret = new_secret();
+    // Sealed once: a retried compare-and-set writes the same stored value.
+    let sealed = state.secrets.seal(&secret);
     let change: WebhookChange = Box::new(move |w| {
-        w.secret = secret.clone();
+        w.secret = sealed.clone();
         w.touch();
         true
     });
     let webhook = change_own_webhook(&state, &auth, &path, change).await?;
-    Ok(json::ok(with_secret(&webhook)))
+    Ok(json::ok(with_secret(&webhook, &secret)))
 }
 
 /// Re-enables an endpoint the dispatcher disabled after it kept failing.
@@ -280,10 +284,15 @@ pub async fn rotate_secret(auth: Authenticated, state: web::Data<AppState>, path
 pub async fn enable(auth: Authenticated, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksManage)?;
     // Re-enabling is the partner's say over the endpoint's health: a fresh start.
-    let change: WebhookChange = Box::new(|w| {
+    let secrets = state.secrets.clone();
+    let change: WebhookChange = Box::new(move |w| {
         w.disabled_at = None;
         w.disabled_reason = None;
         w.failing_since = None;
+        // A secret stored in plain text before encryption is encrypted by this write.
+        if let Some(sealed) = secrets.reseal(&w.secret) {
+            w.secret = sealed;
+        }
         w.touch();
         true
     });

@@ -105,6 +105,16 @@ CREATE INDEX IF NOT EXISTS audit_by_affiliate ON audit_log (affiliate_id, at);
 CREATE INDEX IF NOT EXISTS audit_by_expiry ON audit_log (expires_at);
 CREATE INDEX IF NOT EXISTS campaigns_by_affiliate ON campaigns (affiliate_id, id);
 CREATE TABLE IF NOT EXISTS keyed_docs (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS click_subjects (
+    click_id TEXT PRIMARY KEY,
+    affiliate_id INTEGER NOT NULL,
+    tenant_id TEXT NOT NULL,
+    user_id TEXT,
+    at INTEGER NOT NULL,
+    personal INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS click_subjects_by_user ON click_subjects (affiliate_id, tenant_id, user_id);
+CREATE INDEX IF NOT EXISTS click_subjects_personal ON click_subjects (at) WHERE personal = 1;
 "#;
 
 /// SQLite-backed [`Store`].
@@ -302,6 +312,16 @@ fn write_conversion(conn: &Connection, (id, affiliate, tenant, user, body): &Con
              user_id = excluded.user_id, body = excluded.body",
     )?
     .execute(params![id, affiliate, tenant, user, body])
+    .map(|_| ())
+}
+
+/// Upserts a click's document.
+fn write_click(conn: &Connection, click_id: &str, body: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO keyed_docs (kind, key, body) VALUES ('click', ?1, ?2)
+         ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body",
+    )?
+    .execute(params![click_id, body])
     .map(|_| ())
 }
 
@@ -713,6 +733,13 @@ impl Store for EmbeddedStore {
         body.map(|b| from_json(&b)).transpose()
     }
 
+    async fn get_network(&self, id: u64) -> StoreResult<Option<NetworkRecord>> {
+        let body: Option<String> = self
+            .read(move |c| c.prepare_cached("SELECT body FROM networks WHERE id = ?1")?.query_row(params![id as i64], |r| r.get(0)).optional())
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
     async fn put_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {
         self.put_owned("campaigns", campaign.id, campaign.affiliate_id, campaign).await
     }
@@ -737,7 +764,118 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_click(&self, click: &ClickRecord) -> StoreResult<()> {
-        self.put_keyed("click", &click.click_id, click).await
+        // The click and its row in `click_subjects` (who it is about, and whether it still
+        // holds an IP or user agent): what export, erasure and the retention sweep look up.
+        let body = to_json(click);
+        let c = click.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            write_click(&tx, &c.click_id, &body)?;
+            tx.prepare_cached(
+                "INSERT INTO click_subjects (click_id, affiliate_id, tenant_id, user_id, at, personal) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (click_id) DO UPDATE SET affiliate_id = excluded.affiliate_id, tenant_id = excluded.tenant_id,
+                     user_id = excluded.user_id, at = excluded.at, personal = excluded.personal",
+            )?
+            .execute(params![
+                c.click_id,
+                c.affiliate_id as i64,
+                c.tenant_id,
+                c.user_id,
+                c.at.timestamp_millis(),
+                i64::from(c.ip.is_some() || c.user_agent.is_some())
+            ])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn clicks_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ClickRecord>> {
+        let (tenant, user) = (tenant_id.to_string(), user_id.to_string());
+        let bodies: Vec<String> = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT d.body FROM click_subjects s JOIN keyed_docs d ON d.kind = 'click' AND d.key = s.click_id
+                     WHERE s.affiliate_id = ?1 AND s.tenant_id = ?2 AND s.user_id = ?3 ORDER BY s.click_id",
+                )?;
+                let rows = stmt.query_map(params![affiliate_id as i64, tenant, user], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        bodies.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn erase_clicks_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str, pseudonym: &str) -> StoreResult<usize> {
+        let (tenant, user, pseudonym) = (tenant_id.to_string(), user_id.to_string(), pseudonym.to_string());
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let bodies: Vec<(String, String)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT s.click_id, d.body FROM click_subjects s JOIN keyed_docs d ON d.kind = 'click' AND d.key = s.click_id
+                     WHERE s.affiliate_id = ?1 AND s.tenant_id = ?2 AND s.user_id = ?3",
+                )?;
+                let rows = stmt.query_map(params![affiliate_id as i64, tenant, user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (id, body) in &bodies {
+                let mut click: ClickRecord = serde_json::from_str(body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                click.user_id = Some(pseudonym.clone());
+                click.ip = None;
+                click.user_agent = None;
+                write_click(&tx, id, &to_json(&click))?;
+                tx.prepare_cached("UPDATE click_subjects SET user_id = ?2, personal = 0 WHERE click_id = ?1")?.execute(params![id, pseudonym])?;
+            }
+            tx.commit()?;
+            Ok(bodies.len())
+        })
+        .await
+    }
+
+    async fn expire_click_personal_data(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
+        let before = before.timestamp_millis();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let bodies: Vec<(String, Option<String>)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT s.click_id, d.body FROM click_subjects s LEFT JOIN keyed_docs d ON d.kind = 'click' AND d.key = s.click_id
+                     WHERE s.personal = 1 AND s.at < ?1 LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![before, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (id, body) in &bodies {
+                if let Some(body) = body {
+                    let click: ClickRecord = serde_json::from_str(body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                    write_click(&tx, id, &to_json(&click.without_personal_data()))?;
+                }
+                tx.prepare_cached("UPDATE click_subjects SET personal = 0 WHERE click_id = ?1")?.execute(params![id])?;
+            }
+            tx.commit()?;
+            Ok(bodies.len())
+        })
+        .await
+    }
+
+    async fn put_erasure(&self, pseudonym: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        self.put_keyed("erasure", pseudonym, &serde_json::json!({ "at": at })).await
+    }
+
+    async fn erased(&self, pseudonyms: &[String]) -> StoreResult<Vec<String>> {
+        let wanted = pseudonyms.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT 1 FROM keyed_docs WHERE kind = 'erasure' AND key = ?1")?;
+            let mut out = Vec::new();
+            for p in wanted {
+                if stmt.exists(params![p])? {
+                    out.push(p);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn forget_user_index(&self, _affiliate_id: u64, _tenant_id: &str, _user_id: &str) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>> {

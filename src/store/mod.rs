@@ -311,7 +311,8 @@ pub struct WebhookRecord {
     pub event: String,
     pub url: String,
     /// Shown once at creation; sent as `X-Affiliate-Webhook-Key` and the HMAC key of
-    /// `webhook-signature`.
+    /// `webhook-signature`. Stored encrypted (`enc:v1:...`, see [`crate::secrets`]); a value
+    /// without that prefix is a plain one from before, encrypted on its record's next write.
     pub secret: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -398,6 +399,9 @@ pub struct OfferRecord {
 pub struct NetworkRecord {
     pub id: u64,
     pub name: String,
+    /// The HMAC-SHA256 (hex, under the pepper) of the plain token, which is shown once, at
+    /// creation or rotation (see [`crate::partner::lookups::NetworkCache`]). A plain
+    /// `hb_pb_...` value is a token stored before hashing, still accepted until rotated.
     pub postback_token: String,
     pub created_at: DateTime<Utc>,
 }
@@ -438,6 +442,29 @@ pub struct ClickRecord {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub at: DateTime<Utc>,
+}
+
+impl ClickRecord {
+    /// The click past its personal-data retention: the IP truncated to its network (/24 for
+    /// IPv4, /48 for IPv6), no user agent; attribution (ids, end user, time) unchanged.
+    pub fn without_personal_data(&self) -> ClickRecord {
+        ClickRecord { ip: self.ip.as_deref().and_then(truncate_ip), user_agent: None, ..self.clone() }
+    }
+}
+
+/// An IP address truncated to its /24 (IPv4) or /48 (IPv6) network, as an address
+/// (`203.0.113.0`, `2001:db8:1::`); `None` for what is not an address.
+pub fn truncate_ip(ip: &str) -> Option<String> {
+    match ip.trim().parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(std::net::Ipv4Addr::new(a, b, c, 0).to_string())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string())
+        }
+    }
 }
 
 pub use hissaback_actors::ledger::RewardStatus;
@@ -637,9 +664,11 @@ pub trait Store: Send + Sync + 'static {
     async fn put_offer(&self, offer: &OfferRecord) -> StoreResult<()>;
     /// Every offer (the offer catalogue is read whole and cached).
     async fn offers(&self) -> StoreResult<Vec<OfferRecord>>;
-    /// Insert or replace a network (with its token lookup).
+    /// Insert or replace a network (with its token lookup). A new `postback_token` for a
+    /// stored network (a rotation) replaces the old token's lookup: the old one stops at once.
     async fn put_network(&self, network: &NetworkRecord) -> StoreResult<()>;
     async fn network_by_token(&self, token: &str) -> StoreResult<Option<NetworkRecord>>;
+    async fn get_network(&self, id: u64) -> StoreResult<Option<NetworkRecord>>;
 
     async fn put_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()>;
     /// One of the affiliate's campaigns; another affiliate's is `None`.
@@ -648,6 +677,28 @@ pub trait Store: Send + Sync + 'static {
     async fn get_link(&self, code: &str) -> StoreResult<Option<LinkRecord>>;
     async fn put_click(&self, click: &ClickRecord) -> StoreResult<()>;
     async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>>;
+
+    // End users' personal data (issue 13; see `crate::privacy`).
+    /// The partner's clicks of one end user (`uid`/`sub1`) of one tenant, by click id.
+    async fn clicks_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ClickRecord>>;
+    /// Erases the personal data of those clicks: the end user becomes `pseudonym`, IP and user
+    /// agent are dropped, attribution (campaign, offer, time) stays. Answers how many. Clicks
+    /// are otherwise never rewritten, so this write owns every field it changes.
+    async fn erase_clicks_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str, pseudonym: &str) -> StoreResult<usize>;
+    /// Truncates the IP and drops the user agent of up to `limit` clicks made before `before`
+    /// that still hold them ([`ClickRecord::without_personal_data`]); answers how many (0:
+    /// none left). The embedded store's retention sweep; ScyllaDB keeps those fields under a
+    /// TTL instead and answers 0.
+    async fn expire_click_personal_data(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
+    /// Records that the end user behind `pseudonym` was erased (the pseudonym is a keyed hash:
+    /// the list holds no user id), so events consumed later pseudonymise them too.
+    async fn put_erasure(&self, pseudonym: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Which of `pseudonyms` were erased.
+    async fn erased(&self, pseudonyms: &[String]) -> StoreResult<Vec<String>>;
+    /// Drops what still indexes the end user's rewards under their user id once its
+    /// conversions carry the pseudonym (ScyllaDB's `rewards_by_user` partition; embedded: the
+    /// index is the conversion's own column, nothing to do).
+    async fn forget_user_index(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<()>;
 
     /// Insert or replace a conversion (with its per-user reward index row).
     async fn put_conversion(&self, conversion: &ConversionRecord) -> StoreResult<()>;
@@ -785,7 +836,11 @@ pub type SharedStore = Arc<dyn Store>;
 pub async fn open(settings: &Settings) -> anyhow::Result<SharedStore> {
     match settings.store.backend {
         StoreBackend::Embedded => Ok(Arc::new(embedded::EmbeddedStore::open_with(&settings.store.data_dir, settings.store.read_connections).await?)),
-        StoreBackend::Scylla => Ok(Arc::new(scylla::ScyllaStore::open(&settings.store.scylla).await?)),
+        StoreBackend::Scylla => {
+            let store = scylla::ScyllaStore::open(&settings.store.scylla).await?;
+            store.set_click_personal_days(settings.privacy.click_personal_data_days);
+            Ok(Arc::new(store))
+        }
     }
 }
 

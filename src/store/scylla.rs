@@ -58,9 +58,15 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.brands (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.offers (bucket int, id bigint, body text, PRIMARY KEY (bucket, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.networks_by_token (postback_token text PRIMARY KEY, body text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.networks (id bigint PRIMARY KEY, body text)",
     "CREATE TABLE IF NOT EXISTS {ks}.campaigns (affiliate_id bigint, id bigint, body text, PRIMARY KEY (affiliate_id, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.links (code text PRIMARY KEY, body text)",
     "CREATE TABLE IF NOT EXISTS {ks}.clicks (click_id text PRIMARY KEY, body text) WITH default_time_to_live = 7776000",
+    // A click's IP and user agent in full, written `USING TTL` (privacy.click_personal_data_days);
+    // the click's body keeps the truncated IP. Reads merge the two.
+    "CREATE TABLE IF NOT EXISTS {ks}.click_personal (click_id text PRIMARY KEY, ip text, user_agent text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.clicks_by_user (affiliate_id bigint, tenant_id text, user_id text, click_id text, PRIMARY KEY ((affiliate_id, tenant_id, user_id), click_id)) WITH default_time_to_live = 7776000",
+    "CREATE TABLE IF NOT EXISTS {ks}.erasures (pseudonym text PRIMARY KEY, at timestamp)",
     "CREATE TABLE IF NOT EXISTS {ks}.conversions (id bigint PRIMARY KEY, body text)",
     "CREATE TABLE IF NOT EXISTS {ks}.conversions_by_shard (shard int, id bigint, PRIMARY KEY (shard, id))",
     "CREATE TABLE IF NOT EXISTS {ks}.rewards_by_user (affiliate_id bigint, tenant_id text, user_id text, conversion_id bigint, PRIMARY KEY ((affiliate_id, tenant_id, user_id), conversion_id))",
@@ -133,7 +139,8 @@ pub async fn migrate(settings: &ScyllaSettings) -> anyhow::Result<()> {
     session.await_schema_agreement().await?;
     // Index tables added after conversions were written are filled from the conversions
     // themselves (idempotent upserts, so running `migrate` again is harmless).
-    let store = ScyllaStore::open(settings).await?;
+    // Boxed: opening prepares every statement, a large future for the caller's stack.
+    let store = Box::pin(ScyllaStore::open(settings)).await?;
     for c in store.conversions().await? {
         store.write(&store.st.conversion_affiliate_put, (id(c.affiliate_id), id(c.campaign_id), id(c.id), to_json(&c))).await?;
         store.index_queued(&c).await?;
@@ -199,6 +206,9 @@ struct Statements {
     offer_all: PreparedStatement,
     network_put: PreparedStatement,
     network_get: PreparedStatement,
+    network_id_put: PreparedStatement,
+    network_id_get: PreparedStatement,
+    network_token_delete: PreparedStatement,
     campaign_put: PreparedStatement,
     campaign_get: PreparedStatement,
     link_put: PreparedStatement,
@@ -225,6 +235,16 @@ struct Statements {
     clicks_list: PreparedStatement,
     audit_put: PreparedStatement,
     audit_list: PreparedStatement,
+    click_personal_put: PreparedStatement,
+    click_personal_get: PreparedStatement,
+    click_personal_delete: PreparedStatement,
+    click_user_put: PreparedStatement,
+    click_user_list: PreparedStatement,
+    click_user_delete: PreparedStatement,
+    click_rewrite: PreparedStatement,
+    erasure_put: PreparedStatement,
+    erasure_get: PreparedStatement,
+    reward_user_delete: PreparedStatement,
 }
 
 /// A block of ids reserved with one lightweight transaction: `next..end`.
@@ -240,7 +260,12 @@ pub struct ScyllaStore {
     st: Statements,
     block_size: i64,
     blocks: Mutex<HashMap<&'static str, IdBlock>>,
+    /// Seconds a click's full IP and user agent are kept (their TTL); 0: not written.
+    click_personal_ttl: std::sync::atomic::AtomicI32,
 }
+
+/// The `clicks` table's TTL (90 days): a click is kept no longer.
+const CLICK_TTL_SECONDS: i64 = 7_776_000;
 
 impl ScyllaStore {
     /// Keeps `queued_rewards` in step with a conversion's status. Only the statuses that can
@@ -362,6 +387,9 @@ impl ScyllaStore {
             offer_all: prepare("SELECT body FROM {ks}.offers WHERE bucket = ?").await?,
             network_put: prepare("INSERT INTO {ks}.networks_by_token (postback_token, body) VALUES (?, ?)").await?,
             network_get: prepare("SELECT body FROM {ks}.networks_by_token WHERE postback_token = ?").await?,
+            network_id_put: prepare("INSERT INTO {ks}.networks (id, body) VALUES (?, ?)").await?,
+            network_id_get: prepare("SELECT body FROM {ks}.networks WHERE id = ?").await?,
+            network_token_delete: prepare("DELETE FROM {ks}.networks_by_token WHERE postback_token = ?").await?,
             campaign_put: prepare("INSERT INTO {ks}.campaigns (affiliate_id, id, body) VALUES (?, ?, ?)").await?,
             campaign_get: prepare("SELECT body FROM {ks}.campaigns WHERE affiliate_id = ? AND id = ?").await?,
             link_put: prepare("INSERT INTO {ks}.links (code, body) VALUES (?, ?)").await?,
@@ -396,13 +424,30 @@ impl ScyllaStore {
             clicks_list: prepare("SELECT campaign_id, day, clicks FROM {ks}.campaign_clicks WHERE affiliate_id = ?").await?,
             audit_put: prepare("INSERT INTO {ks}.audit_log (affiliate_id, day, at, request_id, nonce, body) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?").await?,
             audit_list: prepare("SELECT body FROM {ks}.audit_log WHERE affiliate_id = ? AND day = ? LIMIT ?").await?,
+            click_personal_put: prepare("INSERT INTO {ks}.click_personal (click_id, ip, user_agent) VALUES (?, ?, ?) USING TTL ?").await?,
+            click_personal_get: prepare("SELECT ip, user_agent FROM {ks}.click_personal WHERE click_id = ?").await?,
+            click_personal_delete: prepare("DELETE FROM {ks}.click_personal WHERE click_id = ?").await?,
+            click_user_put: prepare("INSERT INTO {ks}.clicks_by_user (affiliate_id, tenant_id, user_id, click_id) VALUES (?, ?, ?, ?)").await?,
+            click_user_list: prepare("SELECT click_id FROM {ks}.clicks_by_user WHERE affiliate_id = ? AND tenant_id = ? AND user_id = ?").await?,
+            click_user_delete: prepare("DELETE FROM {ks}.clicks_by_user WHERE affiliate_id = ? AND tenant_id = ? AND user_id = ?").await?,
+            click_rewrite: prepare("UPDATE {ks}.clicks USING TTL ? SET body = ? WHERE click_id = ?").await?,
+            erasure_put: prepare("INSERT INTO {ks}.erasures (pseudonym, at) VALUES (?, ?)").await?,
+            erasure_get: prepare("SELECT pseudonym FROM {ks}.erasures WHERE pseudonym = ?").await?,
+            reward_user_delete: prepare("DELETE FROM {ks}.rewards_by_user WHERE affiliate_id = ? AND tenant_id = ? AND user_id = ?").await?,
         };
         Ok(Self {
             session,
             st,
             block_size: i64::from(settings.id_block_size),
             blocks: Mutex::new(HashMap::new()),
+            click_personal_ttl: std::sync::atomic::AtomicI32::new(30 * 86_400),
         })
+    }
+
+    /// How long clicks keep their full IP and user agent (`privacy.click_personal_data_days`).
+    pub fn set_click_personal_days(&self, days: u32) {
+        let seconds = i32::try_from(u64::from(days) * 86_400).unwrap_or(i32::MAX);
+        self.click_personal_ttl.store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reads the single text column of at most one row.
@@ -854,7 +899,20 @@ impl Store for ScyllaStore {
     }
 
     async fn put_network(&self, network: &NetworkRecord) -> StoreResult<()> {
-        self.write(&self.st.network_put, (network.postback_token.as_str(), to_json(network))).await
+        let before: Option<NetworkRecord> = self.doc(&self.st.network_id_get, (id(network.id),)).await?;
+        let body = to_json(network);
+        // The new token's lookup first: a crash before the delete leaves the old token working
+        // a while longer, never the network without one.
+        self.write(&self.st.network_put, (network.postback_token.as_str(), body.as_str())).await?;
+        self.write(&self.st.network_id_put, (id(network.id), body.as_str())).await?;
+        if let Some(old) = before.filter(|b| b.postback_token != network.postback_token) {
+            self.write(&self.st.network_token_delete, (old.postback_token.as_str(),)).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_network(&self, network_id: u64) -> StoreResult<Option<NetworkRecord>> {
+        self.doc(&self.st.network_id_get, (id(network_id),)).await
     }
 
     async fn network_by_token(&self, token: &str) -> StoreResult<Option<NetworkRecord>> {
@@ -878,11 +936,86 @@ impl Store for ScyllaStore {
     }
 
     async fn put_click(&self, click: &ClickRecord) -> StoreResult<()> {
-        self.write(&self.st.click_put, (click.click_id.as_str(), to_json(click))).await
+        // The body without personal data (kept as long as the click); the full IP and user
+        // agent beside it under their own TTL; the end user's index row.
+        let ttl = self.click_personal_ttl.load(std::sync::atomic::Ordering::Relaxed);
+        let personal = async {
+            if ttl > 0 && (click.ip.is_some() || click.user_agent.is_some()) {
+                self.write(&self.st.click_personal_put, (click.click_id.as_str(), click.ip.as_deref(), click.user_agent.as_deref(), ttl)).await
+            } else {
+                Ok(())
+            }
+        };
+        let by_user = async {
+            match &click.user_id {
+                Some(user) => self.write(&self.st.click_user_put, (id(click.affiliate_id), click.tenant_id.as_str(), user.as_str(), click.click_id.as_str())).await,
+                None => Ok(()),
+            }
+        };
+        let (a, b) = tokio::join!(personal, by_user);
+        a.and(b)?;
+        self.write(&self.st.click_put, (click.click_id.as_str(), to_json(&click.without_personal_data()))).await
     }
 
     async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRecord>> {
-        self.doc(&self.st.click_get, (click_id,)).await
+        let (body, personal) = tokio::join!(self.doc::<ClickRecord>(&self.st.click_get, (click_id,)), self.exec(&self.st.click_personal_get, (click_id,)));
+        let Some(mut click) = body? else { return Ok(None) };
+        let rows = personal.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        if let Some((ip, user_agent)) = rows.maybe_first_row::<(Option<String>, Option<String>)>().map_err(driver_error)? {
+            if ip.is_some() {
+                click.ip = ip;
+            }
+            click.user_agent = user_agent;
+        }
+        Ok(Some(click))
+    }
+
+    async fn clicks_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<Vec<ClickRecord>> {
+        let rows = self.exec(&self.st.click_user_list, (id(affiliate_id), tenant_id, user_id)).await.map_err(driver_error)?.into_rows_result().map_err(driver_error)?;
+        let ids: Vec<String> = rows.rows::<(String,)>().map_err(driver_error)?.map(|r| r.map(|(v,)| v).map_err(driver_error)).collect::<StoreResult<_>>()?;
+        let mut out = Vec::new();
+        for click_id in ids {
+            // An index row outlives nothing: both expire with the click; a click already
+            // erased (another user id) is not this user's any more.
+            if let Some(c) = self.get_click(&click_id).await? {
+                if c.affiliate_id == affiliate_id && c.tenant_id == tenant_id && c.user_id.as_deref() == Some(user_id) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn erase_clicks_of_user(&self, affiliate_id: u64, tenant_id: &str, user_id: &str, pseudonym: &str) -> StoreResult<usize> {
+        let clicks = self.clicks_of_user(affiliate_id, tenant_id, user_id).await?;
+        for c in &clicks {
+            let erased = ClickRecord { user_id: Some(pseudonym.to_string()), ip: None, user_agent: None, ..c.clone() };
+            // Rewritten for what is left of the click's own lifetime, not a new one.
+            let left = (CLICK_TTL_SECONDS - (chrono::Utc::now() - c.at).num_seconds()).clamp(1, CLICK_TTL_SECONDS) as i32;
+            self.write(&self.st.click_personal_delete, (c.click_id.as_str(),)).await?;
+            self.write(&self.st.click_rewrite, (left, to_json(&erased), c.click_id.as_str())).await?;
+        }
+        self.write(&self.st.click_user_delete, (id(affiliate_id), tenant_id, user_id)).await?;
+        Ok(clicks.len())
+    }
+
+    async fn expire_click_personal_data(&self, _before: chrono::DateTime<chrono::Utc>, _limit: usize) -> StoreResult<usize> {
+        // `click_personal` rows expire by their TTL.
+        Ok(0)
+    }
+
+    async fn put_erasure(&self, pseudonym: &str, at: chrono::DateTime<chrono::Utc>) -> StoreResult<()> {
+        self.write(&self.st.erasure_put, (pseudonym, at)).await
+    }
+
+    async fn erased(&self, pseudonyms: &[String]) -> StoreResult<Vec<String>> {
+        let reads = pseudonyms.iter().map(|p| self.one_text(&self.st.erasure_get, (p.as_str(),)));
+        let found: Vec<Option<String>> = futures_util::future::join_all(reads).await.into_iter().collect::<StoreResult<_>>()?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn forget_user_index(&self, affiliate_id: u64, tenant_id: &str, user_id: &str) -> StoreResult<()> {
+        self.write(&self.st.reward_user_delete, (id(affiliate_id), tenant_id, user_id)).await
     }
 
     async fn put_conversion(&self, c: &ConversionRecord) -> StoreResult<()> {
@@ -926,7 +1059,11 @@ impl Store for ScyllaStore {
         let mut out = Vec::new();
         for cid in self.ids(&self.st.reward_user_list, (id(affiliate_id), tenant_id, user_id)).await? {
             if let Some(c) = self.doc::<ConversionRecord>(&self.st.conversion_get, (cid,)).await? {
-                out.push(c);
+                // An erased user's conversions carry a pseudonym; their old index rows are
+                // dropped after (`forget_user_index`), and never answer meanwhile.
+                if c.user_id == user_id {
+                    out.push(c);
+                }
             }
         }
         Ok(out)

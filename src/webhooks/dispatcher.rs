@@ -839,9 +839,13 @@ mod tests {
         }
     }
 
+    fn test_secrets() -> crate::secrets::SecretBox {
+        crate::secrets::SecretBox::new(&"dispatcher-tests-secrets-key-0123456789".to_string().into())
+    }
+
     fn dispatcher(store: SharedStore, per_endpoint: usize) -> Dispatcher {
         let metrics = Metrics::new();
-        let sender = Sender::new(&settings().webhooks, store.clone(), metrics.clone()).unwrap();
+        let sender = Sender::new(&settings().webhooks, store.clone(), test_secrets(), metrics.clone()).unwrap();
         Dispatcher::new(Arc::new(sender), store, (64, per_endpoint), Arc::from("me"), Duration::from_secs(60), chrono::Duration::seconds(120), metrics)
     }
 
@@ -986,7 +990,7 @@ mod tests {
         // First attempts an hour away: nothing is sent (nor written) while the test looks.
         let mut webhooks = s.webhooks.clone();
         webhooks.retry_schedule = vec!["1h".into()];
-        let sender = Sender::new(&webhooks, store.clone(), metrics.clone()).unwrap();
+        let sender = Sender::new(&webhooks, store.clone(), test_secrets(), metrics.clone()).unwrap();
         let dispatcher = WebhookDispatcher::start(sender, store.clone(), 64, 4, "me", Duration::from_secs(3600), chrono::Duration::seconds(120), metrics);
         let intake = WebhookIntake { store: store.clone(), dispatcher };
         let job = |n: u32| WebhookJob {

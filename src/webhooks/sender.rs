@@ -5,6 +5,7 @@ use super::guard::Allowlist;
 use super::signature;
 use crate::configuration::WebhookSettings;
 use crate::metrics::Metrics;
+use crate::secrets::SecretBox;
 use crate::store::{DeliveryAttempt, DeliveryRecord, DeliveryState, SharedStore, WebhookChange, WebhookRecord};
 use chrono::{DateTime, Utc};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -55,11 +56,13 @@ pub struct Sender {
     jitter: f64,
     disable_after: chrono::Duration,
     body_limit: usize,
+    /// Opens the stored (encrypted) secret of each webhook for the attempt's headers.
+    secrets: SecretBox,
     metrics: Metrics,
 }
 
 impl Sender {
-    pub fn new(settings: &WebhookSettings, store: SharedStore, metrics: Metrics) -> anyhow::Result<Self> {
+    pub fn new(settings: &WebhookSettings, store: SharedStore, secrets: SecretBox, metrics: Metrics) -> anyhow::Result<Self> {
         let allow = Allowlist::parse(&settings.allow).map_err(anyhow::Error::msg)?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -79,6 +82,7 @@ impl Sender {
             jitter: settings.retry_jitter,
             disable_after: chrono::Duration::hours(i64::try_from(settings.disable_after_hours).unwrap_or(i64::MAX / 3_600_000)),
             body_limit: settings.response_body_limit_bytes,
+            secrets,
             metrics,
         })
     }
@@ -171,15 +175,17 @@ impl Sender {
                 }
             }
         }
+        // Plain only for these headers: the store keeps it encrypted.
+        let secret = self.secrets.open(&webhook.secret).map_err(|e| format!("webhook secret unreadable: {e}"))?;
         let ts = Utc::now().timestamp();
         let res = self
             .client
             .post(url)
             .header("content-type", "application/json")
-            .header("X-Affiliate-Webhook-Key", &webhook.secret)
+            .header("X-Affiliate-Webhook-Key", &secret)
             .header("webhook-id", &d.id)
             .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", signature(&webhook.secret, &d.id, ts, &d.payload))
+            .header("webhook-signature", signature(&secret, &d.id, ts, &d.payload))
             .body(d.payload.clone())
             .send()
             .await
@@ -247,7 +253,17 @@ impl Sender {
     /// fields the dispatcher writes) to the webhook as stored now, never to the copy the
     /// attempt was sent with: the API may have rotated its secret, re-enabled it or deleted it
     /// meanwhile, and those changes stand (a deleted webhook stays deleted).
+    /// A secret still stored in plain text (from before encryption) is encrypted by the same
+    /// write.
     async fn update_health(&self, webhook: &WebhookRecord, change: WebhookChange) -> Option<Option<WebhookRecord>> {
+        let secrets = self.secrets.clone();
+        let change: WebhookChange = Box::new(move |w: &mut WebhookRecord| {
+            let changed = change(w);
+            if let (true, Some(sealed)) = (changed, secrets.reseal(&w.secret)) {
+                w.secret = sealed;
+            }
+            changed
+        });
         match self.store.update_webhook(webhook.affiliate_id, webhook.id, change).await {
             Ok(stored) => Some(stored),
             Err(e) => {

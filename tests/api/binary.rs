@@ -542,3 +542,50 @@ async fn dead_letters_are_listed_and_replayed_once() {
     assert!(!status.success());
     assert!(err.contains("unknown topic `nope`"), "{err}");
 }
+
+/// The stderr of a child that exited on its own, and its status.
+async fn failed_start(root: &Path, vars: &[(&str, String)]) -> (ExitStatus, Vec<String>) {
+    let mut proc = start(root, "serve", vars);
+    let status = proc.exit(START_TIMEOUT).await;
+    let stderr = std::fs::read_to_string(&proc.stderr).unwrap_or_default();
+    (status, stderr.lines().map(String::from).collect())
+}
+
+/// A port already in use: one clear line on stderr (no panic from actix first), exit code 1.
+#[actix_web::test]
+async fn a_port_in_use_is_one_line_on_stderr_and_exit_code_1() {
+    let root = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (status, lines) = failed_start(root.path(), &serve_vars(&root.path().join("data"), port)).await;
+    assert_eq!(status.code(), Some(1), "{lines:?}");
+    assert_eq!(lines.len(), 1, "exactly one line on stderr: {lines:#?}");
+    assert!(lines[0].contains(&format!("cannot listen on 127.0.0.1:{port}")) && lines[0].contains("in use"), "{}", lines[0]);
+    assert!(!lines[0].contains("panicked"), "{}", lines[0]);
+}
+
+/// Bad configuration values (a malformed one, a short pepper or secrets key): one line
+/// naming the problem once, exit code 1.
+#[actix_web::test]
+async fn a_bad_configuration_is_one_line_on_stderr_and_exit_code_1() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    for (var, value, says) in [
+        ("HISSABACK_LISTEN", "nowhere", "server.listen must be an address"),
+        ("HISSABACK_SERVER__WORKERS", "many", "expected usize"),
+        ("HISSABACK_AUTH__PEPPER", "x", "auth.pepper must be at least 32 bytes"),
+        ("HISSABACK_SECRETS_KEY", "short", "secrets.key must be at least 32 bytes"),
+    ] {
+        let mut vars = serve_vars(&data, free_port());
+        vars.retain(|(k, _)| *k != var);
+        vars.push((var, value.to_string()));
+        let (status, lines) = failed_start(root.path(), &vars).await;
+        assert_eq!(status.code(), Some(1), "{var}={value}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{var}={value}: exactly one line on stderr: {lines:#?}");
+        assert!(lines[0].contains(says), "{var}={value}: {}", lines[0]);
+        let message = lines[0].split_once("configuration: ").map(|(_, m)| m).unwrap_or(&lines[0]);
+        assert_eq!(lines[0].matches(message).count(), 1, "the message once: {}", lines[0]);
+        assert!(!lines[0].contains(value) || value == "nowhere" || value == "many", "a secret value is never echoed: {}", lines[0]);
+    }
+    assert!(!data.join("pepper").exists() && !data.join("secrets.key").exists(), "nothing created by a refused start");
+}

@@ -119,6 +119,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         settings.events.kafka.topic_prefix = format!("{}.app{n}.", settings.store.scylla.keyspace);
         // Instances sharing a store share a pepper.
         settings.auth.pepper = Some("test-pepper-shared-by-every-test-app-0123456789".to_string().into());
+        // ...and a secrets key (any instance may send another's webhook deliveries).
+        settings.secrets.key = Some("test-secrets-key-shared-by-every-test-app-0123456789".to_string().into());
     }
     tweak(&mut settings);
     if real_backends() {
@@ -286,8 +288,8 @@ impl Transport {
 }
 
 /// Every supported scope in canonical order: the seed's nine, the partner flow's four, then
-/// `stats.read` and `audit.read`.
-pub const ALL_SCOPES: [&str; 15] = [
+/// `stats.read`, `audit.read` and `users.manage`.
+pub const ALL_SCOPES: [&str; 16] = [
     "payouts.history.view",
     "payments.view",
     "webhooks.manage",
@@ -303,6 +305,7 @@ pub const ALL_SCOPES: [&str; 15] = [
     "rewards.read",
     "stats.read",
     "audit.read",
+    "users.manage",
 ];
 
 /// Polls `check` every 50 ms until it gives `Some`, or panics with `what` after `timeout`.

@@ -82,7 +82,12 @@ async fn a_reward_job_lost_to_a_failed_publish_is_republished_and_never_doubled(
         .unwrap();
     let inner = EmbeddedBus::in_memory(1).unwrap();
     let bus = Arc::new(RefuseOnce { inner: inner.clone(), refused: AtomicBool::new(false) });
-    let writer = LedgerWriter { store: store.clone(), bus, campaigns: Campaigns::start(Arc::new(StoreCampaignSource(store.clone()))) };
+    let writer = LedgerWriter {
+        store: store.clone(),
+        bus,
+        campaigns: Campaigns::start(Arc::new(StoreCampaignSource(store.clone()))),
+        pseudonyms: hissaback::partner::privacy::Pseudonyms::new(&secrecy::SecretString::from("p".repeat(32))),
+    };
 
     let event = ConversionEvent::Recorded(ConversionRecorded {
         conversion_id: 99,

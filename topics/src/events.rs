@@ -77,13 +77,19 @@ pub enum ConversionEvent {
     /// The payout provider's outcome for `request_id`: `paid` (with the part of the reward
     /// that recovered an earlier clawback of the user), or back to `queued`.
     PaymentSettled { conversion_id: u64, request_id: String, paid: bool, recovered_minor: i64, error: Option<String>, settled_at_ms: i64 },
+    /// The end user asked to be forgotten (`DELETE /v1/users/{user_id}`): the conversion
+    /// keeps its amounts and postings, its user id becomes `pseudonym`. Added last, so bytes
+    /// of the variants before it (version 2) decode unchanged.
+    UserErased { conversion_id: u64, pseudonym: String, erased_at_ms: i64 },
 }
 
 impl ConversionEvent {
     pub fn conversion_id(&self) -> u64 {
         match self {
             ConversionEvent::Recorded(c) => c.conversion_id,
-            ConversionEvent::PaymentRequested { conversion_id, .. } | ConversionEvent::PaymentSettled { conversion_id, .. } => *conversion_id,
+            ConversionEvent::PaymentRequested { conversion_id, .. }
+            | ConversionEvent::PaymentSettled { conversion_id, .. }
+            | ConversionEvent::UserErased { conversion_id, .. } => *conversion_id,
         }
     }
 }
@@ -301,6 +307,23 @@ mod tests {
         assert_eq!(new[0], 2);
         assert_eq!(decode_event::<ConversionEvent>(&new).unwrap(), settled);
         assert_eq!(ConversionEvent::Recorded(c).key(), "conversion:7");
+    }
+
+    /// `UserErased` came after the other variants: what earlier builds wrote with version 2
+    /// still decodes to the same event, and the new variant round-trips on the same key.
+    #[test]
+    fn erasure_variant_keeps_version_two_bytes_decodable() {
+        use crate::codec::{decode_event, encode_event};
+        let requested = ConversionEvent::PaymentRequested { conversion_id: 7, request_id: "r".into(), requested_at_ms: 1 };
+        // Frozen bytes of version 2 as written before `UserErased` existed.
+        let frozen = vec![2, 1, 7, 1, 114, 2];
+        assert_eq!(encode_event(&requested).unwrap(), frozen);
+        assert_eq!(decode_event::<ConversionEvent>(&frozen).unwrap(), requested);
+        let erased = ConversionEvent::UserErased { conversion_id: 7, pseudonym: "erased_ab".into(), erased_at_ms: 9 };
+        let bytes = encode_event(&erased).unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode_event::<ConversionEvent>(&bytes).unwrap(), erased);
+        assert_eq!(erased.key(), "conversion:7");
     }
 
     #[test]

@@ -203,7 +203,7 @@ pub async fn show(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>)
 
 /// Rotates a key: a new plain key now, the old one valid until the grace window ends.
 #[utoipa::path(post, path = "/admin/v1/keys/{id}/rotate", tag = "admin", request_body = RotateKey,
-    responses((status = 201, description = "the new key"), (status = 404), (status = 409, description = "revoked or already rotated")),
+    responses((status = 201, description = "the new key"), (status = 404), (status = 409, description = "revoked or already rotated"), (status = 422, description = "grace_seconds out of range")),
     security(("admin" = [])))]
 pub async fn rotate(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>, body: JsonBody<RotateKey>) -> Result<HttpResponse, ApiError> {
     let grace = body.into_inner().grace_seconds.unwrap_or(state.settings.auth.rotation_grace_seconds).min(MAX_GRACE_SECONDS);

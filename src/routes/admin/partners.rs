@@ -1,11 +1,13 @@
 //! Admin: the partner-flow catalogue: brands (`POST /brands`), offers (`POST /offers`,
 //! `PATCH /offers/{id}`) and the networks that send postbacks (`POST /networks`, answering
-//! the network's postback token).
+//! the network's postback token; `POST /networks/{id}/rotate-token`, answering a new one).
+//! A plain postback token is shown only in those two answers: the store keeps its hash.
 
 use crate::auth::Admin;
 use crate::error::{ApiError, FieldErrors};
 use crate::extract::JsonBody;
 use crate::json;
+use crate::partner::lookups::{NetworkCache, TOKEN_PREFIX};
 use crate::partner::offers::refresh_offers;
 use crate::state::AppState;
 use crate::store::{BrandRecord, NetworkRecord, OfferRecord, Sequence};
@@ -22,7 +24,8 @@ use validator::Validate;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/brands", web::post().to(create_brand))
         .route("/offers", web::post().to(create_offer))
-        .route("/networks", web::post().to(create_network));
+        .route("/networks", web::post().to(create_network))
+        .route("/networks/{id}/rotate-token", web::post().to(rotate_network_token));
 }
 
 #[derive(Deserialize, Validate, ToSchema)]
@@ -128,13 +131,35 @@ pub async fn create_offer(_admin: Admin, state: web::Data<AppState>, body: JsonB
 #[utoipa::path(post, path = "/admin/v1/networks", tag = "admin", request_body = CreateNamed,
     responses((status = 201, description = "network {id, name, postback_token}"), (status = 422)), security(("admin" = [])))]
 pub async fn create_network(_admin: Admin, state: web::Data<AppState>, body: JsonBody<CreateNamed>) -> Result<HttpResponse, ApiError> {
-    use rand::distr::{Alphanumeric, SampleString};
+    let token = NetworkCache::generate_token();
     let network = NetworkRecord {
         id: state.store.next_id(Sequence::Network).await?,
         name: body.into_inner().name,
-        postback_token: format!("hb_pb_{}", Alphanumeric.sample_string(&mut rand::rng(), 40)),
+        postback_token: state.networks.hash(&token),
         created_at: Utc::now(),
     };
     state.store.put_network(&network).await?;
-    Ok(json::created(json!({ "network": { "id": network.id, "name": network.name, "postback_token": network.postback_token } })))
+    Ok(json::created(network_with_token(&network, &token)))
+}
+
+/// The answer that shows a network's plain token, once.
+fn network_with_token(network: &NetworkRecord, token: &str) -> Value {
+    json!({ "network": { "id": network.id, "name": network.name, "postback_token": token } })
+}
+
+/// Gives a network a new postback token. The old one stops at once on this instance and
+/// within `partner.network_cache_seconds` on the others: no grace window, since a rotation
+/// is what an operator does when a token leaked.
+#[utoipa::path(post, path = "/admin/v1/networks/{id}/rotate-token", tag = "admin",
+    responses((status = 201, description = "network {id, name, postback_token}: the new plain token, shown only here"), (status = 404)),
+    security(("admin" = [])))]
+pub async fn rotate_network_token(_admin: Admin, state: web::Data<AppState>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let old = state.store.get_network(id.into_inner()).await?.ok_or_else(|| ApiError::not_found("Network not found."))?;
+    let token = NetworkCache::generate_token();
+    let network = NetworkRecord { postback_token: state.networks.hash(&token), ..old.clone() };
+    state.store.put_network(&network).await?;
+    // The cache holds tokens by hash; a legacy token is stored plain, and cached by its hash.
+    let old_hash = if old.postback_token.starts_with(TOKEN_PREFIX) { state.networks.hash(&old.postback_token) } else { old.postback_token };
+    state.networks.forget(&old_hash);
+    Ok(json::created(network_with_token(&network, &token)))
 }

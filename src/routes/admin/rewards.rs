@@ -26,7 +26,8 @@ pub struct PayRewards {
 
 /// Pays queued rewards.
 #[utoipa::path(post, path = "/admin/v1/rewards/pay", tag = "admin", request_body = PayRewards,
-    responses((status = 200, description = "{paid, failed, pending, provider}: what settled within the wait, and what is still in flight")), security(("admin" = [])))]
+    responses((status = 200, description = "{paid, failed, pending, provider}: what settled within the wait, and what is still in flight"),
+        (status = 422, description = "reward_ids is not a list of whole numbers"), (status = 503, description = "the store or the event bus is unreachable")), security(("admin" = [])))]
 pub async fn pay(_admin: Admin, state: web::Data<AppState>, body: JsonBody<PayRewards>) -> Result<HttpResponse, ApiError> {
     let ids = body.into_inner().reward_ids;
     let wait = std::time::Duration::from_millis(state.settings.payouts.wait_ms);
