@@ -62,7 +62,14 @@ pub fn record<B>(state: &AppState, res: &ServiceResponse<B>, route: &str, reques
         // Bounded like the metrics label: a made-up method is recorded as `OTHER`.
         method: crate::metrics::method_label(req.method()).to_string(),
         route: route.to_string(),
-        path: if path.len() <= 512 { path.to_string() } else { path.chars().take(512).collect() },
+        // A path naming an end user is personal data: those rows keep the route pattern.
+        path: if route.contains("{user_id}") {
+            route.to_string()
+        } else if path.len() <= 512 {
+            path.to_string()
+        } else {
+            path.chars().take(512).collect()
+        },
         status,
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         client_ip: crate::auth::client_ip(req).map(|ip| ip.to_string()),

@@ -693,4 +693,106 @@ mod tests {
             assert_eq!(f.as_slices()[1], id.to_string().as_bytes());
         }
     }
+
+    /// Property tests of the query-string parser every listing reads (issue 13, "Fuzzing in
+    /// CI"): no input panics it, well-formed input reads back exactly, and repeated keys are
+    /// read the same way by `all`, `one`, `with_page` and the paging.
+    mod query_properties {
+        use super::super::QueryParams;
+        use crate::error::FieldErrors;
+        use crate::routes::pagination::Page;
+        use proptest::prelude::*;
+
+        /// Text from the characters query strings are made of, escapes and odd ones included.
+        fn query_text(max: usize) -> impl Strategy<Value = String> {
+            let chars = prop_oneof![
+                4 => proptest::sample::select(vec!['a', 'b', 'k', '0', '1', '9', '=', '&', '%', '+', '[', ']', ' ', '-', '.', ';', '#', '?']),
+                1 => any::<char>(),
+            ];
+            proptest::collection::vec(chars, 0..max).prop_map(|v| v.into_iter().collect())
+        }
+
+        /// Keys drawn from a few names, so that keys repeat, some as `key[]` or `key[n]`.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => proptest::sample::select(vec!["type", "page", "per_page", "api_key", "category_slug", "currency_code"]).prop_map(String::from),
+                1 => proptest::sample::select(vec!["type[]", "type[0]", "type[x]", "typed", "page[]", "api_key[]"]).prop_map(String::from),
+                1 => query_text(8),
+            ]
+        }
+
+        fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+            proptest::collection::vec((key(), prop_oneof![3 => query_text(12), 1 => "[0-9]{1,3}".prop_map(String::from)]), 0..12)
+        }
+
+        fn encode(pairs: &[(String, String)]) -> String {
+            let mut s = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in pairs {
+                s.append_pair(k, v);
+            }
+            s.finish()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+            /// Any bytes (as the lossy text actix hands over) parse, and every reader and the
+            /// paging answer without panicking.
+            #[test]
+            fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), text in query_text(120), key in key(), page in any::<usize>(), total in any::<usize>()) {
+                for raw in [String::from_utf8_lossy(&bytes).into_owned(), text] {
+                    let q = QueryParams::parse(&raw);
+                    let _ = q.all(&key);
+                    let _ = q.one(&key);
+                    let _ = q.with_page(page);
+                    let mut errors = FieldErrors::new();
+                    let paging = Page::parse(&q, &mut errors);
+                    prop_assert!(paging.page >= 1 && (1..=100).contains(&paging.per_page));
+                    let _ = paging.offset();
+                    let _ = paging.block(total, "https://example.com", "/api/v1/products", &q);
+                }
+            }
+
+            /// Well-formed (serializer-made) query strings read back as exactly the pairs
+            /// written, in order, repeated keys included.
+            #[test]
+            fn encoded_pairs_round_trip(pairs in pairs()) {
+                let q = QueryParams::parse(&encode(&pairs));
+                prop_assert_eq!(&q.0, &pairs);
+            }
+
+            /// Repeated keys: `all` is every value of the key and its bracketed forms in order;
+            /// `one` is the last value of the key itself, trimmed, absent when that one is blank
+            /// (a blank last value does not fall back to an earlier one).
+            #[test]
+            fn repeated_keys_are_read_consistently(pairs in pairs(), key in key()) {
+                let q = QueryParams::parse(&encode(&pairs));
+                let bracketed = |k: &str| k.strip_prefix(key.as_str()).is_some_and(|rest| rest.starts_with('[') && rest.ends_with(']'));
+                let expected: Vec<&str> = pairs.iter().filter(|(k, _)| *k == key || bracketed(k)).map(|(_, v)| v.as_str()).collect();
+                prop_assert_eq!(q.all(&key), expected);
+                let last = pairs.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.trim()).filter(|v| !v.is_empty());
+                prop_assert_eq!(q.one(&key), last);
+                if let Some(one) = q.one(&key) {
+                    prop_assert!(q.all(&key).iter().any(|v| v.trim() == one));
+                }
+            }
+
+            /// Paging links keep every other parameter in order, drop every `page` and
+            /// `api_key`, and carry the new page once; reading them again gives that page.
+            #[test]
+            fn page_links_keep_the_rest_and_never_the_key(pairs in pairs(), page in 1usize..1_000_000) {
+                let q = QueryParams::parse(&encode(&pairs));
+                let again = QueryParams::parse(&q.with_page(page));
+                let mut expected: Vec<(String, String)> = pairs.iter().filter(|(k, _)| k != "page" && k != "api_key").cloned().collect();
+                expected.push(("page".into(), page.to_string()));
+                prop_assert_eq!(&again.0, &expected);
+                prop_assert!(again.0.iter().all(|(k, _)| k != "api_key"));
+                let mut errors = FieldErrors::new();
+                let per_page_ok = q.one("per_page").is_none_or(|v| v.parse::<u64>().is_ok_and(|n| (1..=100).contains(&n)));
+                let paging = Page::parse(&again, &mut errors);
+                prop_assert_eq!(paging.page, page);
+                prop_assert_eq!(errors.is_empty(), per_page_ok, "{:?}", errors);
+            }
+        }
+    }
 }

@@ -211,6 +211,17 @@ async fn export_and_erasure_flow() {
     })
     .await;
     assert!(row.path.contains(&pseudonym) && row.path.contains("clicks=2") && !row.path.contains(&user), "{row:?}");
+    // The calls' own audit rows name the route, not the end user.
+    let rows = eventually(patience(), "the export and erase calls' audit rows", || {
+        let store = store.clone();
+        async move {
+            let rows = store.audit_of(affiliate_id, day, 1000).await.unwrap();
+            rows.iter().any(|r| r.route.contains("{user_id}")).then_some(rows)
+        }
+    })
+    .await;
+    let leaking: Vec<_> = rows.iter().filter(|r| r.path.contains(&user)).collect();
+    assert!(leaking.is_empty(), "audit rows naming the end user: {leaking:?}");
 
     // Events consumed after the erasure do not bring the user id back: a postback on an
     // erased click (the click cache still knows the user), and a conversion event produced
