@@ -130,6 +130,11 @@ pub struct PartnerSettings {
     pub offers_sync_interval: String,
     /// Each network's postback allowance.
     pub postback_rate_limit: RatePlanSettings,
+    /// Clicks recorded per client address: beyond it the redirect is still served, the click
+    /// is not recorded (and counted as refused).
+    pub click_rate_limit_per_address: RatePlanSettings,
+    /// Clicks recorded per smart link, likewise.
+    pub click_rate_limit_per_link: RatePlanSettings,
     /// Clicks kept in memory for the postback path (each about 300 bytes).
     pub click_cache_capacity: u64,
     /// A cached click is dropped after this long without a postback.
@@ -419,6 +424,11 @@ impl Settings {
         }
         if self.partner.postback_rate_limit.per_minute == 0 || self.partner.postback_rate_limit.burst == 0 {
             return invalid("partner.postback_rate_limit values must be positive");
+        }
+        for (name, plan) in [("click_rate_limit_per_address", self.partner.click_rate_limit_per_address), ("click_rate_limit_per_link", self.partner.click_rate_limit_per_link)] {
+            if plan.per_minute == 0 || plan.burst == 0 {
+                return Err(ConfigError::Invalid(format!("partner.{name} values must be positive")));
+            }
         }
         if self.usage.flush_ms == 0 || self.usage.audit_retention_days == 0 || self.usage.max_pending_audit == 0 {
             return invalid("usage.flush_ms, audit_retention_days and max_pending_audit must be positive");

@@ -21,7 +21,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// `hissaback_auth_failures_total{kind}` (`api_key`, `admin`, `postback_token`)
     pub auth_failures: IntCounterVec,
-    /// `hissaback_rate_limited_total{kind}` (`key`, `network`, `auth_failures`)
+    /// `hissaback_rate_limited_total{kind}` (`key`, `network`, `auth_failures`; clicks not
+    /// recorded: `click_address`, `click_link`)
     pub rate_limited: IntCounterVec,
     /// Stream-consumer metrics (consumed, dead-lettered, handler errors, actor restarts).
     pub consumers: hissaback_actors::metrics::ConsumerMetrics,
@@ -129,7 +130,7 @@ impl Metrics {
         for kind in ["api_key", "admin", "postback_token"] {
             auth_failures.with_label_values(&[kind]);
         }
-        for kind in ["key", "network", "auth_failures"] {
+        for kind in ["key", "network", "auth_failures", "click_address", "click_link"] {
             rate_limited.with_label_values(&[kind]);
         }
         for outcome in ["success", "retry", "failed"] {

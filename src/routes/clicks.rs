@@ -1,6 +1,9 @@
 //! `GET /r/{code}`: records a click (click id, campaign, partner, offer, tenant, end user from
 //! `uid` or `sub1`, IP, user agent, time; one write) and redirects (302) to the offer's
-//! tracking URL with its macros filled. Unknown codes answer 404. The IP and user agent are
+//! tracking URL with its macros filled. Unknown codes answer 404. Clicks are recorded within
+//! a limit per client address and per link (`partner.click_rate_limit_per_*`): beyond it the
+//! redirect is still served, but the click is not recorded and is counted as refused, so a
+//! flood can neither fill the store nor slow postbacks, and no link ever breaks. The IP and user agent are
 //! personal data: kept in full for `privacy.click_personal_data_days` only (0: truncated
 //! before they are stored), and never in the in-memory click cache, which needs attribution
 //! alone.
@@ -16,6 +19,28 @@ use chrono::Utc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/r/{code}", web::get().to(redirect));
+}
+
+/// Whether this click may be recorded: one from the address's bucket and one from the
+/// link's. A refusal is counted in `hissaback_rate_limited_total{kind}`.
+fn click_allowed(state: &AppState, req: &HttpRequest, code: &str) -> bool {
+    use hissaback_actors::rate_limit::Plan;
+    use std::hash::BuildHasher;
+    let hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let p = &state.settings.partner;
+    if let Some(ip) = crate::auth::client_ip(req) {
+        let plan = Plan { per_minute: p.click_rate_limit_per_address.per_minute, burst: p.click_rate_limit_per_address.burst };
+        if !state.limits.check_click_address(hasher.hash_one(ip), plan).allowed {
+            state.metrics.rate_limited.with_label_values(&["click_address"]).inc();
+            return false;
+        }
+    }
+    let plan = Plan { per_minute: p.click_rate_limit_per_link.per_minute, burst: p.click_rate_limit_per_link.burst };
+    if !state.limits.check_click_link(hasher.hash_one(code), plan).allowed {
+        state.metrics.rate_limited.with_label_values(&["click_link"]).inc();
+        return false;
+    }
+    true
 }
 
 /// Redirects a smart link to the network, recording the click.
@@ -50,10 +75,12 @@ pub async fn redirect(state: web::Data<AppState>, req: HttpRequest, code: web::P
     if state.settings.privacy.click_personal_data_days == 0 {
         click = click.without_personal_data();
     }
-    state.store.put_click(&click).await?;
-    state.clicks.remember(ClickRecord { ip: None, user_agent: None, ..click.clone() });
-    // Counted for `/v1/stats/campaigns` once the click is stored (batched by the recorder).
-    state.usage.clicked(click.affiliate_id, click.campaign_id, click.at);
+    if click_allowed(&state, &req, &link.code) {
+        state.store.put_click(&click).await?;
+        state.clicks.remember(ClickRecord { ip: None, user_agent: None, ..click.clone() });
+        // Counted for `/v1/stats/campaigns` once the click is stored (batched by the recorder).
+        state.usage.clicked(click.affiliate_id, click.campaign_id, click.at);
+    }
     let macros = Macros {
         click_id: Some(&click.click_id),
         pid: Some(click.affiliate_id),

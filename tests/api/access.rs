@@ -104,3 +104,56 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
         assert_eq!(seen["client_ip"], want, "trusted={trusted}: {seen}");
     }
 }
+
+/// Clicks beyond the per-address and per-link limits still redirect (no link breaks) but are
+/// not recorded, and are counted as refused.
+#[actix_web::test]
+async fn clicks_beyond_their_limits_redirect_but_are_not_recorded() {
+    use crate::partner::{catalogue, post, tag};
+    let app = spawn_app_with(|s| {
+        s.usage.flush_ms = 50;
+        s.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+        s.partner.click_rate_limit_per_address = hissaback::configuration::RatePlanSettings { per_minute: 1, burst: 3 };
+        s.partner.click_rate_limit_per_link = hissaback::configuration::RatePlanSettings { per_minute: 1, burst: 8 };
+    })
+    .await;
+    let t = tag();
+    let (_, card, _) = catalogue(&app, &t).await;
+    let p = app.partner(None).await;
+    let campaign = post(&app, &p.key, "/v1/campaigns", serde_json::json!({"offer_id": card, "share_pct": 40, "tenant_id": "site"})).await;
+    let campaign_id = campaign.body["data"]["campaign"]["campaign_id"].as_u64().unwrap();
+    let link = post(&app, &p.key, "/v1/links", serde_json::json!({"campaign_id": campaign_id})).await;
+    let code = link.body["data"]["link"]["code"].as_str().unwrap().to_string();
+    let click_from = |addr: String| {
+        let req = app.client.get(app.url(&format!("/r/{code}?uid=u"))).header("X-Forwarded-For", addr);
+        async move { req.send().await.unwrap() }
+    };
+    // One address: 5 clicks, 3 recorded. Then 7 more addresses: the link's 8 fill up.
+    for n in 0..5 {
+        let r = click_from("198.51.100.1".into()).await;
+        assert_eq!(r.status(), 302, "click {n}");
+        assert!(r.headers()["location"].to_str().unwrap().contains("click="), "the redirect is served");
+    }
+    for n in 2..=8 {
+        assert_eq!(click_from(format!("198.51.100.{n}")).await.status(), 302);
+    }
+    let mut recorded = Value::Null;
+    for _ in 0..100 {
+        recorded = app.get_with_key(&format!("/v1/stats/campaigns?campaign_id={campaign_id}"), &p.key).await.body["data"]["totals"]["clicks"].clone();
+        if recorded == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recorded, 8, "3 from the first address, then 5 more until the link's 8");
+    let metrics = app.get("/metrics").await.text;
+    let refused = |kind: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("hissaback_rate_limited_total{{kind=\"{kind}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    assert_eq!(refused("click_address"), Some(2), "{metrics}");
+    assert_eq!(refused("click_link"), Some(2), "{metrics}");
+}

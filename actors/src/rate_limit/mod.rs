@@ -153,6 +153,10 @@ impl Entry {
 pub enum Subject {
     Key(u64),
     Network(u64),
+    /// Clicks from one client address (a hash of it).
+    ClickAddress(u64),
+    /// Clicks on one smart link (a hash of its code).
+    ClickLink(u64),
 }
 
 impl Subject {
@@ -162,6 +166,8 @@ impl Subject {
         let id = match self {
             Subject::Key(id) => id,
             Subject::Network(id) => id ^ (1 << 63),
+            Subject::ClickAddress(h) => h ^ (1 << 62),
+            Subject::ClickLink(h) => h ^ (3 << 62),
         };
         (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)) as usize
     }
@@ -223,6 +229,16 @@ impl Limits {
     /// Takes one postback from the network's bucket.
     pub fn check_network(&self, network_id: u64, plan: Plan) -> Decision {
         self.check_subject(Subject::Network(network_id), plan)
+    }
+
+    /// Takes one click from the client address's bucket (`address`: a hash of it).
+    pub fn check_click_address(&self, address: u64, plan: Plan) -> Decision {
+        self.check_subject(Subject::ClickAddress(address), plan)
+    }
+
+    /// Takes one click from the smart link's bucket (`link`: a hash of its code).
+    pub fn check_click_link(&self, link: u64, plan: Plan) -> Decision {
+        self.check_subject(Subject::ClickLink(link), plan)
     }
 
     #[inline]
