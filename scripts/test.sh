@@ -46,6 +46,8 @@ bash scripts/services.sh up
 echo "== workspace tests (embedded backends for the API; every backend for the suites)"
 cargo test --workspace --locked --no-fail-fast
 
+bash scripts/fuzz.sh  # schemathesis against /openapi.json on the embedded backends (about 2 minutes)
+
 echo "== black-box API tests on ScyllaDB/Cassandra + Kafka"
 HISSABACK_TEST_BACKENDS=real cargo test --locked --test api --no-fail-fast
 

@@ -194,3 +194,36 @@ async fn every_response_carries_a_request_id() {
         assert!(id != odd && id.len() == 36, "{odd:?} came back as {id:?}");
     }
 }
+
+/// Found by `scripts/fuzz.sh` (schemathesis, status_code_conformance): every operation that
+/// reads a body answers the body errors above, so `/openapi.json` documents them on each;
+/// and the admin operations whose bodies have rules document their 422.
+#[actix_web::test]
+async fn the_openapi_document_lists_the_body_errors_of_every_operation_with_a_body() {
+    let app = spawn_app().await;
+    let doc = app.get("/openapi.json").await;
+    assert_eq!(doc.status, 200, "{}", doc.text);
+    let mut with_body = 0;
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            with_body += 1;
+            for status in ["400", "413", "415", "422"] {
+                assert!(op["responses"].get(status).is_some(), "{method} {path} does not document {status}: {}", op["responses"]);
+            }
+        }
+    }
+    assert!(with_body >= 20, "only {with_body} operations with a body");
+    // What the fuzzer sent: a grace window past 30 days, and reward ids that are not numbers.
+    let p = app.partner(None).await;
+    let r = app.admin(Method::POST, &format!("/keys/{}/rotate", p.key_id), Some(json!({"grace_seconds": 2_592_001}))).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"]["grace_seconds"][0], "The grace seconds field must not be greater than 2592000.");
+    let r = app.admin(Method::POST, "/rewards/pay", Some(json!({"reward_ids": [-1]}))).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["code"], "validation_failed", "{}", r.text);
+    let r = raw_admin(&app, Method::POST, "/rewards/pay", "application/json", "9:").await;
+    r.assert_error(400, r.body["message"].as_str().unwrap_or(""), "invalid_json");
+}

@@ -111,3 +111,69 @@ async fn wrong_types_are_explained_without_rust_type_names() {
     assert_eq!(k.status, 422);
     assert_eq!(k.body["errors"]["rate_limit.per_minute"].as_array().unwrap().len(), 1, "{}", k.text);
 }
+
+/// The postback parameter parser, black-box (its `params` is private to the route): any
+/// query string, form body or JSON body answers in the envelope and never a 5xx; repeated
+/// keys are read consistently (the last in the query wins; the body wins over the query).
+#[actix_web::test]
+async fn postback_parameters_of_any_shape_never_answer_a_server_error() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let app = spawn_app().await;
+    let n = app.admin(Method::POST, "/networks", Some(json!({"name": format!("Fuzz {}", tag())}))).await;
+    assert_eq!(n.status, 201, "{}", n.text);
+    let token = n.body["data"]["network"]["postback_token"].as_str().unwrap().to_string();
+    let postback = |query: String, body: Option<(&'static str, Vec<u8>)>| {
+        let url = app.url(&format!("/v1/postbacks?{query}"));
+        let req = match body {
+            None => app.client.get(url),
+            Some((ct, bytes)) => app.client.post(url).header("content-type", ct).body(bytes),
+        };
+        app.send(req)
+    };
+    // Raw bytes, percent-encoded where a URL needs it, with the token in front.
+    let names = proptest::sample::select(vec!["click_id", "txn_id", "payout", "commission", "currency", "status", "goal", "x"]);
+    let text = proptest::collection::vec(any::<char>(), 0..24).prop_map(|c| c.into_iter().collect::<String>());
+    let pairs = proptest::collection::vec((names, text), 0..10);
+    let raw = proptest::collection::vec(any::<u8>(), 0..120);
+    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[13; 32]));
+    for case in 0..120 {
+        let pairs = pairs.new_tree(&mut runner).unwrap().current();
+        let raw = raw.new_tree(&mut runner).unwrap().current();
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        s.append_pair("token", &token);
+        for (k, v) in &pairs {
+            s.append_pair(k, v);
+        }
+        let encoded = s.finish();
+        let escaped: String = raw.iter().map(|b| if b.is_ascii_alphanumeric() || b"=&+%-_.".contains(b) { (*b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let json_body: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        for (what, r) in [
+            ("query", postback(encoded.clone(), None).await),
+            ("raw query", postback(format!("token={token}&{escaped}"), None).await),
+            ("form", postback(format!("token={token}"), Some(("application/x-www-form-urlencoded", encoded.clone().into_bytes()))).await),
+            ("raw form", postback(format!("token={token}"), Some(("application/x-www-form-urlencoded", raw.clone()))).await),
+            ("json", postback(format!("token={token}"), Some(("application/json", serde_json::to_vec(&json_body).unwrap()))).await),
+            ("raw json", postback(format!("token={token}"), Some(("application/json", raw.clone()))).await),
+        ] {
+            assert!(r.status < 500, "case {case} {what}: {pairs:?} / {raw:?} answered {}: {}", r.status, r.text);
+            assert_eq!(r.body["success"], json!(false), "case {case} {what}: {}", r.text);
+            assert!(r.body["code"].is_string() && r.body["message"].is_string(), "case {case} {what}: {}", r.text);
+        }
+    }
+    // Repeated keys: the last in the query wins, and the body wins over the query.
+    let base = format!("token={token}&click_id=nope&txn_id=t1&payout=1");
+    let errors = |r: &crate::helpers::Answer| r.body["errors"].as_object().map(|e| e.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let r = postback(format!("{base}&currency=XXX&currency=USD&status=bogus&status=pending"), None).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(errors(&r), vec!["click_id".to_string()], "{}", r.text);
+    let r = postback(format!("{base}&currency=USD&currency=XXX&status=pending&status=bogus"), None).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(errors(&r).contains(&"currency".to_string()) && errors(&r).contains(&"status".to_string()), "{}", r.text);
+    let form = b"currency=USD&status=pending".to_vec();
+    let r = postback(format!("{base}&currency=XXX&status=bogus"), Some(("application/x-www-form-urlencoded", form))).await;
+    assert_eq!(errors(&r), vec!["click_id".to_string()], "{}", r.text);
+    let r = postback(format!("{base}&currency=XXX&status=bogus"), Some(("application/json", br#"{"currency":"USD","status":"pending"}"#.to_vec()))).await;
+    assert_eq!(errors(&r), vec!["click_id".to_string()], "{}", r.text);
+}
