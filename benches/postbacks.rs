@@ -21,83 +21,27 @@
 #[allow(dead_code)]
 mod flow;
 
-use std::process::{Child, Command, Stdio};
+#[path = "support/http.rs"]
+#[allow(dead_code)]
+mod http;
+#[path = "support/process.rs"]
+#[allow(dead_code)]
+mod process;
+
+use process::{free_port, service, spawn_bare, ADMIN};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ADMIN: &str = "bench-admin-token-0123456789";
 const CONNS: usize = 64;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the service (`serve`) with these environment overrides, on core 0 when `pinned`.
-fn service(port: u16, data: &std::path::Path, env: &[(&str, String)], pinned: bool) -> Running {
-    let bin = env!("CARGO_BIN_EXE_hissaback");
-    let mut cmd = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", bin]);
-        c
-    } else {
-        Command::new(bin)
-    };
-    cmd.arg("serve")
-        .env("HISSABACK_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HISSABACK_DATA_DIR", data)
-        .env("HISSABACK_ADMIN_TOKEN", ADMIN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if pinned {
-        cmd.env("HISSABACK_SERVER__WORKERS", "1");
-    }
-    // A provider's burst must not meet the per-network limit here: this measures throughput.
-    cmd.env("HISSABACK_PARTNER__POSTBACK_RATE_LIMIT__PER_MINUTE", "1000000000").env("HISSABACK_PARTNER__POSTBACK_RATE_LIMIT__BURST", "1000000000");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = Running(cmd.spawn().expect("start the service"));
-    wait_for_port(port);
-    child
-}
-
-/// The bare ceiling: an actix-web server with one worker answering a small JSON body.
-fn bare_server(port: u16) -> ! {
-    actix_web::rt::System::new().block_on(async move {
-        actix_web::HttpServer::new(|| {
-            actix_web::App::new().default_service(actix_web::web::to(|| async {
-                actix_web::HttpResponse::Ok().content_type("application/json").body(r#"{"success":true,"data":{"status":"accepted"}}"#)
-            }))
-        })
-        .workers(1)
-        .bind(("127.0.0.1", port))
-        .unwrap()
-        .run()
-        .await
-        .unwrap();
-    });
-    std::process::exit(0)
+/// A provider's burst must not meet the per-network limit here: this measures throughput.
+fn postback_limits() -> Vec<(&'static str, String)> {
+    vec![
+        ("HISSABACK_PARTNER__POSTBACK_RATE_LIMIT__PER_MINUTE", "1000000000".to_string()),
+        ("HISSABACK_PARTNER__POSTBACK_RATE_LIMIT__BURST", "1000000000".to_string()),
+    ]
 }
 
 /// Sends `GET path(i)` on `CONNS` keep-alive connections for `window`, counting 200s.
@@ -111,40 +55,13 @@ async fn load(port: u16, path: Arc<dyn Fn(u64) -> String + Send + Sync>, window:
     for _ in 0..CONNS {
         let (path, ok, bad, stop, next) = (path.clone(), ok.clone(), bad.clone(), stop.clone(), next.clone());
         tasks.push(tokio::task::spawn_local(async move {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            s.set_nodelay(true).unwrap();
+            let mut s = http::connect(port).await;
             let mut buf = vec![0u8; 64 * 1024];
             let mut req: Vec<u8> = Vec::with_capacity(512);
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                req.clear();
-                {
-                    use std::io::Write;
-                    write!(req, "GET {} HTTP/1.1\r\nHost: bench\r\n\r\n", path(i)).unwrap();
-                }
-                s.write_all(&req).await.unwrap();
-                // Parse without allocating: the status, then Content-Length (actix writes header
-                // names in lower case), then read the body to its end.
-                let mut have = 0;
-                let (status, body_at, len) = loop {
-                    let n = s.read(&mut buf[have..]).await.unwrap();
-                    assert!(n > 0, "connection closed");
-                    have += n;
-                    if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = &buf[..end];
-                        let status = (head[9] - b'0') as u16 * 100 + (head[10] - b'0') as u16 * 10 + (head[11] - b'0') as u16;
-                        const NAME: &[u8] = b"content-length: ";
-                        let len = head.windows(NAME.len()).position(|w| w.eq_ignore_ascii_case(NAME)).map_or(0, |at| {
-                            head[at + NAME.len()..].iter().take_while(|b| b.is_ascii_digit()).fold(0usize, |n, b| n * 10 + (b - b'0') as usize)
-                        });
-                        break (status, end + 4, len);
-                    }
-                };
-                while have < body_at + len {
-                    let n = s.read(&mut buf[have..]).await.unwrap();
-                    assert!(n > 0, "connection closed");
-                    have += n;
-                }
+                http::get_request(&mut req, &path(i), "");
+                let (status, have) = http::exchange(&mut s, &req, &mut buf).await;
                 if status == 200 {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -212,17 +129,7 @@ struct Embedded {
 
 async fn embedded(window: Duration) -> Embedded {
     // The bare ceiling, on core 0.
-    let port = free_port();
-    let bare_child = Running(
-        Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(std::env::current_exe().unwrap())
-            .env("POSTBACK_BENCH_BARE", port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port);
+    let (bare_child, port) = spawn_bare(&[("/v1/postbacks".to_string(), r#"{"success":true,"data":{"status":"accepted"}}"#.to_string())]);
     let path: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(|i| format!("/v1/postbacks?txn_id=bare-{i}"));
     load(port, path.clone(), Duration::from_secs(1), Arc::new(AtomicU64::new(0))).await;
     let (bare, _) = load(port, path, window, Arc::new(AtomicU64::new(0))).await;
@@ -230,7 +137,7 @@ async fn embedded(window: Duration) -> Embedded {
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _svc = service(port, dir.path(), &[], true);
+    let _svc = service(port, dir.path(), &postback_limits(), true);
     let (token, click) = set_up(port).await;
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -253,12 +160,13 @@ async fn real(sustain: Duration) -> Real {
     let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let keyspace = format!("hbbench_{run}");
     let prefix = format!("hbbench.{run}.");
-    let env = vec![
+    let mut env = postback_limits();
+    env.extend([
         ("HISSABACK_STORE_BACKEND", "scylla".to_string()),
         ("HISSABACK_SCYLLA_KEYSPACE", keyspace.clone()),
         ("HISSABACK_EVENTS_BACKEND", "kafka".to_string()),
         ("HISSABACK_KAFKA_TOPIC_PREFIX", prefix.clone()),
-    ];
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_hissaback"))
         .arg("migrate")
@@ -373,11 +281,9 @@ where
 }
 
 fn main() {
-    if let Ok(port) = std::env::var("POSTBACK_BENCH_BARE") {
-        bare_server(port.parse().unwrap());
-    }
+    process::serve_bare_if_asked();
     // The load generator runs on core 1, the service on core 0.
-    let _ = Command::new("taskset").args(["-a", "-p", "-c", "1", &std::process::id().to_string()]).stdout(Stdio::null()).status();
+    process::pin_self_to_core1();
     let seconds = |name: &str, default: u64| Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default));
     let (window, sustain) = (seconds("SECONDS", 10), seconds("SUSTAIN", 60));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
