@@ -29,6 +29,7 @@ impl Handler<Flush> for KeyUsageRecorder {
     type Result = AtomicResponse<Self, Result<usize, String>>;
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
+        self.drain();
         AtomicResponse::new(self.flush_future())
     }
 }

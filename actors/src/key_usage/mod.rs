@@ -1,8 +1,11 @@
 //! The key-usage recorder: keeps the latest use time of every API key seen since the last
 //! flush and writes them in one batch every `flush_every`.
 //!
-//! The request path only sends a fire-and-forget message (`do_send`), so authentication
-//! never waits for a write. A failed write keeps the batch for the next flush; a restart of
+//! The request path only pushes a note onto a bounded lock-free queue, which the actor
+//! drains every few milliseconds: authentication never waits for a write, and a note does
+//! not wake the actor's thread (a mailbox message did, a system call per request). When the
+//! queue is full a note is dropped: `last_used_at` is approximate by nature, and the key's
+//! next use notes it again. A failed write keeps the batch for the next flush; a restart of
 //! the actor by its supervisor keeps the pending map (the actor value survives restarts).
 
 mod handlers;
@@ -21,17 +24,32 @@ pub struct KeyUsageRecorder {
     pending: HashMap<u64, DateTime<Utc>>,
     sink: Arc<dyn KeyUsageSink>,
     flush_every: Duration,
+    notes: crossbeam_channel::Receiver<(u64, DateTime<Utc>)>,
 }
 
+/// Notes the queue holds between drains.
+pub const QUEUE_CAPACITY: usize = 100_000;
+
+/// How often the actor drains the queue.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
 impl KeyUsageRecorder {
-    pub fn new(sink: Arc<dyn KeyUsageSink>, flush_every: Duration) -> Self {
-        Self { pending: HashMap::new(), sink, flush_every }
+    pub fn new(sink: Arc<dyn KeyUsageSink>, flush_every: Duration, notes: crossbeam_channel::Receiver<(u64, DateTime<Utc>)>) -> Self {
+        Self { pending: HashMap::new(), sink, flush_every, notes }
     }
 
     /// Starts the recorder under a supervisor on the current arbiter and returns its facade.
     pub fn start(sink: Arc<dyn KeyUsageSink>, flush_every: Duration) -> KeyUsage {
-        let addr = Supervisor::start(move |_| KeyUsageRecorder::new(sink, flush_every));
-        KeyUsage { addr }
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let addr = Supervisor::start(move |_| KeyUsageRecorder::new(sink, flush_every, rx));
+        KeyUsage { addr, notes: tx }
+    }
+
+    /// Takes every note waiting in the queue.
+    pub fn drain(&mut self) {
+        while let Ok((key_id, at)) = self.notes.try_recv() {
+            self.note(key_id, at);
+        }
     }
 
     /// Notes one use; keeps the latest time per key.
@@ -69,7 +87,9 @@ impl Actor for KeyUsageRecorder {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(DRAIN_EVERY, |act, _ctx| act.drain());
         ctx.run_interval(self.flush_every, |act, ctx| {
+            act.drain();
             if act.pending_len() > 0 {
                 // `wait` serialises flushes: an older batch never lands after a newer one.
                 ctx.wait(act.flush_future().map(|_, _, _| ()));
@@ -110,12 +130,13 @@ impl KeyUsageRecorder {
 #[derive(Clone)]
 pub struct KeyUsage {
     addr: Addr<KeyUsageRecorder>,
+    notes: crossbeam_channel::Sender<(u64, DateTime<Utc>)>,
 }
 
 impl KeyUsage {
-    /// Fire-and-forget: note that `key_id` was used now.
+    /// Fire-and-forget: note that `key_id` was used now (one bounded queue push).
     pub fn used(&self, key_id: u64) {
-        self.addr.do_send(KeyUsed { key_id, at: Utc::now() });
+        let _ = self.notes.try_send((key_id, Utc::now()));
     }
 
     /// Writes everything pending now and waits for it (shutdown, tests).
@@ -153,7 +174,7 @@ mod tests {
 
     #[test]
     fn keeps_the_latest_time_per_key() {
-        let mut r = KeyUsageRecorder::new(Arc::new(MemorySink::default()), Duration::from_secs(1));
+        let mut r = KeyUsageRecorder::new(Arc::new(MemorySink::default()), Duration::from_secs(1), crossbeam_channel::bounded(1).1);
         r.note(7, t(5));
         r.note(7, t(3));
         r.note(2, t(1));
@@ -164,7 +185,7 @@ mod tests {
 
     #[test]
     fn restore_does_not_overwrite_newer_notes() {
-        let mut r = KeyUsageRecorder::new(Arc::new(MemorySink::default()), Duration::from_secs(1));
+        let mut r = KeyUsageRecorder::new(Arc::new(MemorySink::default()), Duration::from_secs(1), crossbeam_channel::bounded(1).1);
         r.note(1, t(10));
         r.restore(vec![KeyLastUsed { key_id: 1, at: t(4) }, KeyLastUsed { key_id: 3, at: t(4) }]);
         let batch = r.take_batch();

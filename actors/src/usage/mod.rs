@@ -1,8 +1,9 @@
 //! The usage recorder: counts API requests per key, minute, route and status class, counts
 //! clicks per campaign and day, and keeps the audit log, all written in batches.
 //!
-//! The request path only sends fire-and-forget messages (`do_send`) to the [`Usage`]
-//! facade; every `flush_every` the actor writes the counters it summed and the audit rows it
+//! The request path only pushes notes onto a bounded lock-free queue through the [`Usage`]
+//! facade (no wake of the recorder's thread, no system call: a mailbox message cost one per
+//! request); the actor drains the queue every [`DRAIN_EVERY`], and every `flush_every` the actor writes the counters it summed and the audit rows it
 //! queued, one batch per kind. A failed write keeps its batch for the next flush (counters
 //! are merged back, so nothing counted is lost while the store is down). The audit queue is
 //! bounded: beyond `max_pending_audit` rows the oldest are dropped and counted in
@@ -81,6 +82,8 @@ pub fn status_class(status: u16) -> String {
 
 /// The actor. Create it with [`UsageRecorder::start`], talk to it through [`Usage`].
 pub struct UsageRecorder {
+    /// Notes from the request path (absent for a recorder fed by messages only, in tests).
+    notes: Option<crossbeam_channel::Receiver<Note>>,
     usage: HashMap<UsageCell, UsageCounts>,
     clicks: HashMap<ClickCell, u64>,
     audit: VecDeque<AuditEntry>,
@@ -101,6 +104,7 @@ pub struct Flushed {
 impl UsageRecorder {
     pub fn new(sink: Arc<dyn UsageSink>, flush_every: Duration, max_pending_audit: usize, metrics: UsageMetrics) -> Self {
         Self {
+            notes: None,
             usage: HashMap::new(),
             clicks: HashMap::new(),
             audit: VecDeque::new(),
@@ -114,8 +118,25 @@ impl UsageRecorder {
     /// Starts the recorder under a supervisor on the current arbiter and returns its facade.
     pub fn start(sink: Arc<dyn UsageSink>, flush_every: Duration, max_pending_audit: usize, metrics: UsageMetrics) -> Usage {
         let facade_metrics = metrics.clone();
-        let addr = Supervisor::start(move |_| UsageRecorder::new(sink, flush_every, max_pending_audit, metrics));
-        Usage { addr, metrics: facade_metrics }
+        let (tx, rx) = crossbeam_channel::bounded(MAILBOX_CAPACITY);
+        let addr = Supervisor::start(move |_| UsageRecorder { notes: Some(rx), ..UsageRecorder::new(sink, flush_every, max_pending_audit, metrics) });
+        Usage { addr, metrics: facade_metrics, notes: tx }
+    }
+
+    /// Takes every note waiting in the queue.
+    pub fn drain(&mut self) {
+        let Some(notes) = self.notes.clone() else { return };
+        while let Ok(note) = notes.try_recv() {
+            match note {
+                Note::Answered(Answered { usage, audit }) => {
+                    if let Some((cell, counts)) = usage {
+                        self.count(cell, counts);
+                    }
+                    self.audit(audit);
+                }
+                Note::Clicked(cell) => self.click(cell, 1),
+            }
+        }
     }
 
     pub fn count(&mut self, cell: UsageCell, counts: UsageCounts) {
@@ -140,6 +161,7 @@ impl UsageRecorder {
     }
 
     fn flush_future(&mut self) -> ResponseActFuture<Self, Result<Flushed, String>> {
+        self.drain();
         let mut usage: Vec<_> = self.usage.drain().collect();
         usage.sort_by(|a, b| a.0.cmp(&b.0));
         let mut clicks: Vec<_> = self.clicks.drain().collect();
@@ -211,7 +233,9 @@ impl Actor for UsageRecorder {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The request path uses `try_send`, so this bounds what waits while a flush runs.
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(DRAIN_EVERY, |act, _ctx| act.drain());
         ctx.run_interval(self.flush_every, |act, ctx| {
+            act.drain();
             if !act.is_idle() {
                 // `wait` serialises flushes: an older batch never lands after a newer one.
                 ctx.wait(act.flush_future().map(|_, _, _| ()));
@@ -231,16 +255,32 @@ impl Supervised for UsageRecorder {
 /// in `hissaback_usage_notes_dropped_total`.
 pub const MAILBOX_CAPACITY: usize = 100_000;
 
+/// How often the recorder takes the notes waiting in its queue.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// A note from the request path.
+pub enum Note {
+    Answered(Answered),
+    Clicked(ClickCell),
+}
+
 /// The facade the rest of the service uses.
 #[derive(Clone)]
 pub struct Usage {
     addr: Addr<UsageRecorder>,
     metrics: UsageMetrics,
+    notes: crossbeam_channel::Sender<Note>,
 }
 
 impl Usage {
     fn dropped<M>(&self, sent: Result<(), SendError<M>>) {
         if sent.is_err() {
+            self.metrics.notes_dropped.inc();
+        }
+    }
+
+    fn noted(&self, note: Note) {
+        if self.notes.try_send(note).is_err() {
             self.metrics.notes_dropped.inc();
         }
     }
@@ -254,12 +294,12 @@ impl Usage {
     /// its audit row together.
     pub fn answered(&self, usage: Option<UsageCell>, rate_limited: bool, audit: AuditEntry) {
         let usage = usage.map(|cell| (cell, UsageCounts { requests: 1, rate_limited: u64::from(rate_limited) }));
-        self.dropped(self.addr.try_send(Answered { usage, audit }));
+        self.noted(Note::Answered(Answered { usage, audit }));
     }
 
     /// Fire-and-forget: one click on a campaign's link.
     pub fn clicked(&self, affiliate_id: u64, campaign_id: u64, at: DateTime<Utc>) {
-        self.dropped(self.addr.try_send(Clicked { cell: ClickCell { affiliate_id, campaign_id, day: at.date_naive() } }));
+        self.noted(Note::Clicked(ClickCell { affiliate_id, campaign_id, day: at.date_naive() }));
     }
 
     /// Fire-and-forget: one audit row.
