@@ -90,30 +90,13 @@ impl Credentials {
         self.cache.insert(digest, Entry { seen: ticket.0, resolved });
     }
 
-    /// Applies a change: every credential of the affiliate cached before it is dropped.
+    /// Applies a change: every credential of the affiliate cached before it is ignored from
+    /// now on (`get` compares marks), and left to the TTL and the bound to free.
     pub fn forget(&self, change: CredentialChange) {
         let mut marks = self.marks.write().unwrap_or_else(|p| p.into_inner());
         marks.count += 1;
         let count = marks.count;
         marks.latest.insert(change.affiliate_id(), count);
-        drop(marks);
-        // Not needed for correctness (`get` checks the marks) but frees the entries now.
-        let affiliate = change.affiliate_id();
-        let stale: Vec<[u8; 32]> =
-            self.cache.iter().filter(|(_, e)| e.resolved.affiliate.id == affiliate).map(|(k, _)| *k).collect();
-        for k in stale {
-            self.cache.invalidate(&k);
-        }
-    }
-
-    /// Entries held (approximate; for tests and metrics).
-    pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
