@@ -152,6 +152,7 @@ impl EmbeddedStore {
         let (conn, readers) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             // The writer first: it turns WAL on and creates the schema the readers see.
             let conn = Connection::open(&path)?;
+            hissaback_topics::bus::embedded::tune(&conn)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -161,6 +162,7 @@ impl EmbeddedStore {
             let manager = SqliteConnectionManager::file(&path)
                 .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .with_init(|c| {
+                    hissaback_topics::bus::embedded::tune(c)?;
                     c.busy_timeout(BUSY_TIMEOUT)?;
                     c.pragma_update(None, "query_only", true)?;
                     c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

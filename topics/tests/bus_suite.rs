@@ -440,3 +440,61 @@ async fn a_stale_head_fails_one_group_then_recovers() {
     let all: Vec<Delivery> = batches_until(&mut sub, 3, 10, 5).await.into_iter().flatten().collect();
     assert_eq!(all.iter().map(|d| (d.offset, d.payload[0])).collect::<Vec<_>>(), vec![(0, 0), (1, 1), (2, 3)]);
 }
+
+/// Kafka only: when a second member joins, the partitions taken from the first are not handed
+/// out by it any more, even the messages it had received before the revocation and not
+/// handed out yet (a `next_batch` dropped while lingering keeps them): the next owner starts
+/// from the committed offset, and the old owner handling them too would make two writers of
+/// the same state. Nothing is lost: every message comes out of one member or the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_a_revoked_partition_is_not_handed_out_by_its_old_owner() {
+    let topic = unique("revoke");
+    let (bus, _guard) = kafka(topic.clone()).await;
+    for i in 0..30u32 {
+        bus.publish(&topic, &format!("k{}", i % 9), i.to_be_bytes().to_vec()).await.unwrap();
+    }
+    let group = unique("revoke-group");
+    let mut a = bus.subscribe(&topic, &group).await.unwrap();
+    // A receives everything but hands nothing out: each call is dropped while lingering.
+    for _ in 0..2 {
+        assert!(tokio::time::timeout(Duration::from_secs(8), a.next_batch(1000, Duration::from_secs(60))).await.is_err());
+    }
+    // B joins and polls (nothing is ever committed, so B starts from offset 0).
+    let mut b = bus.subscribe(&topic, &group).await.unwrap();
+    let b_seen = Arc::new(std::sync::Mutex::new(Vec::<Delivery>::new()));
+    let seen = b_seen.clone();
+    let b_task = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + Duration::from_secs(40);
+        while tokio::time::Instant::now() < until {
+            if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_secs(1), b.next_batch(1000, Duration::from_millis(100))).await {
+                seen.lock().unwrap().extend(batch);
+            }
+        }
+    });
+    // Long enough for A's heartbeat to learn of the rebalance: its next receive revokes.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut a_seen: Vec<Delivery> = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < until {
+        if let Ok(Ok(batch)) = tokio::time::timeout(Duration::from_secs(1), a.next_batch(1000, Duration::from_millis(100))).await {
+            a_seen.extend(batch);
+        }
+        let b_has = b_seen.lock().unwrap().len();
+        if b_has > 0 && a_seen.len() + b_has >= 30 {
+            break;
+        }
+    }
+    b_task.abort();
+    let b_seen = b_seen.lock().unwrap().clone();
+    assert!(!b_seen.is_empty(), "the second member got no partition");
+    let a_parts: std::collections::BTreeSet<i32> = a_seen.iter().map(|d| d.partition).collect();
+    let b_parts: std::collections::BTreeSet<i32> = b_seen.iter().map(|d| d.partition).collect();
+    assert!(
+        a_parts.is_disjoint(&b_parts),
+        "partitions handed out by both members after the rebalance: A {a_parts:?}, B {b_parts:?}"
+    );
+    let mut numbers: Vec<u32> = a_seen.iter().chain(b_seen.iter()).map(number).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers, (0..30).collect::<Vec<_>>(), "every message comes out of one member");
+}

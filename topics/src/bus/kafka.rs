@@ -147,7 +147,7 @@ impl EventBus for KafkaBus {
             // A fetch returns as soon as there is data, or after 10 ms: batches fill from
             // what is there, not from waiting on the broker.
             .set("fetch.wait.max.ms", "10")
-            .create_with_context(CommitOnRevoke)
+            .create_with_context(CommitOnRevoke::default())
             .map_err(kafka_error)?;
         let name = self.name(topic);
         consumer.subscribe(&[&name]).map_err(kafka_error)?;
@@ -174,7 +174,13 @@ impl EventBus for KafkaBus {
 /// The consumers' context: before partitions are taken away (a rebalance, or the consumer's
 /// close), the offsets stored by `commit`/`commit_batch` are committed synchronously, so an
 /// asynchronous commit still in flight (or lost) does not make the next owner repeat work.
-struct CommitOnRevoke;
+/// The revoked partitions are noted so the subscription drops what it received from them
+/// and has not handed out: the next owner starts from the committed offset, and a message
+/// the old owner handled after that would be a second writer of the same state.
+#[derive(Default)]
+struct CommitOnRevoke {
+    revoked: std::sync::Mutex<Vec<i32>>,
+}
 
 impl ClientContext for CommitOnRevoke {}
 
@@ -184,6 +190,10 @@ impl ConsumerContext for CommitOnRevoke {
             if revoked.count() == 0 {
                 return;
             }
+            self.revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(revoked.elements().iter().map(|e| e.partition()));
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
                 Err(e) => tracing::warn!(error = %e, "kafka: committing stored offsets on revoke failed"),
@@ -209,6 +219,22 @@ struct KafkaSubscription {
 impl KafkaSubscription {
     fn consumer(&self) -> &StreamConsumer<CommitOnRevoke> {
         self.consumer.as_ref().expect("present until drop")
+    }
+
+    /// Drops the received, not handed out, messages of partitions revoked since the last
+    /// call. Revocations happen only inside `recv` (the handler never runs during one), so
+    /// calling this after every `recv` and before keeping its message drops exactly what was
+    /// received before the revocation: a partition assigned back starts again from its
+    /// committed offset.
+    fn drop_revoked(&mut self) {
+        let revoked = std::mem::take(&mut *self.consumer().context().revoked.lock().unwrap_or_else(|p| p.into_inner()));
+        if !revoked.is_empty() {
+            let before = self.pending.len();
+            self.pending.retain(|d| !revoked.contains(&d.partition));
+            if before != self.pending.len() {
+                tracing::info!(dropped = before - self.pending.len(), partitions = ?revoked, "kafka: partitions revoked; their unhandled messages are left to the next owner");
+            }
+        }
     }
 
     /// Stores `offsets` (so a revoke commits them too) and commits them.
@@ -252,8 +278,12 @@ impl Subscription for KafkaSubscription {
         if let Some(d) = self.pending.pop_front() {
             return Ok(d);
         }
-        let msg = self.consumer().recv().await.map_err(kafka_error)?;
-        Ok(delivery(&self.topic, &msg))
+        let d = {
+            let msg = self.consumer().recv().await.map_err(kafka_error)?;
+            delivery(&self.topic, &msg)
+        };
+        self.drop_revoked();
+        Ok(d)
     }
 
     /// `recv` is cancel-safe and what was received stays in `pending` until the batch is
@@ -265,6 +295,7 @@ impl Subscription for KafkaSubscription {
                 let msg = self.consumer().recv().await.map_err(kafka_error)?;
                 delivery(&self.topic, &msg)
             };
+            self.drop_revoked();
             self.pending.push_back(first);
         }
         let deadline = tokio::time::Instant::now() + linger;
@@ -278,8 +309,11 @@ impl Subscription for KafkaSubscription {
                 }
                 Err(_) => break,
             };
+            self.drop_revoked();
             self.pending.push_back(next);
         }
+        // A receive that timed out or failed may have run a revocation too.
+        self.drop_revoked();
         let n = self.pending.len().min(max);
         Ok(self.pending.drain(..n).collect())
     }
