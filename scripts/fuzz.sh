@@ -7,15 +7,19 @@
 #      free port, embedded backends and a fresh temporary data directory;
 #   3. seeds an affiliate, a secret key holding every scope and a publishable key through
 #      the admin API;
-#   4. `schemathesis run /openapi.json` with the checks not_a_server_error,
-#      status_code_conformance and content_type_conformance, a fixed seed and a time budget:
+#   4. validates /openapi.json with openapi-spec-validator (scripts/openapi-check.sh, its own
+#      venv under $HOME/.cache/hissaback/venv-openapi), then
+#      `schemathesis run /openapi.json` with the checks not_a_server_error,
+#      status_code_conformance, content_type_conformance and response_schema_conformance
+#      (the documented bodies), a fixed seed and a time budget:
 #      first every non-admin operation with the secret key, then the admin API with the
 #      admin token (the admin pass can revoke or rotate the key, so it runs second);
 #   5. stops the service and deletes its data, whatever happened.
 #
 # Exits non-zero on any failure, after schemathesis's report (and the service's log tail).
 # Knobs: FUZZ_SEED (default 13), FUZZ_MAX_TIME seconds per pass (default 60),
-# FUZZ_MAX_EXAMPLES per operation (default 25), FUZZ_KEEP=1 keeps the data dir and log.
+# FUZZ_MAX_EXAMPLES per operation (default 25), FUZZ_CHECKS (schemathesis --checks),
+# FUZZ_KEEP=1 keeps the data dir and log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,6 +88,12 @@ for _ in $(seq 1 300); do
 done
 curl -fsS -o /dev/null "$BASE/healthz" || { echo "hissaback not healthy after 30s:"; tail -50 "$WORK/service.log"; exit 1; }
 
+# The document schemathesis reads must be a valid OpenAPI document first (unique
+# operationIds, resolvable references, ...): scripts/openapi-check.sh (openapi-spec-validator).
+echo "== fuzz: validating $BASE/openapi.json"
+curl -fsS -o "$WORK/openapi.json" "$BASE/openapi.json"
+bash scripts/openapi-check.sh "$WORK/openapi.json"
+
 admin() { # METHOD PATH [JSON]
     curl -fsS -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
         ${3:+--data "$3"} "$BASE$2"
@@ -106,7 +116,7 @@ ST="$VENV/bin/schemathesis"
 # One worker: Hypothesis describes its strategies with `ast.parse`, which CPython 3.11 before
 # 3.11.8 can break on from concurrent threads ("AST constructor recursion depth mismatch").
 COMMON=(
-    --checks not_a_server_error,status_code_conformance,content_type_conformance
+    --checks "${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}"
     --seed "$SEED" --max-time "$MAX_TIME" --max-examples "$MAX_EXAMPLES"
     --workers 1 --max-redirects 0 --request-timeout 10
     --suppress-health-check all --generation-database none

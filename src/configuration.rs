@@ -40,6 +40,8 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("offers_sync_interval", "partner.offers_sync_interval"),
     ("secrets_key", "secrets.key"),
     ("trusted_proxies", "server.trusted_proxies"),
+    ("metrics_listen", "server.metrics_listen"),
+    ("shutdown_drain_ms", "server.shutdown_drain_ms"),
 ];
 
 /// Everything the service reads at start.
@@ -167,6 +169,8 @@ pub struct WebhookSettings {
     pub sweep_seconds: u64,
     /// A pending delivery overdue by more than this is adopted by the sweeping instance.
     pub orphan_grace_seconds: u64,
+    /// Days the delivery log keeps a delivery after its last attempt (1 to 3650).
+    pub delivery_log_days: u32,
 }
 
 impl WebhookSettings {
@@ -208,6 +212,17 @@ pub struct ServerSettings {
     /// (`HISSABACK_TRUSTED_PROXIES`, comma-separated). Empty: the peer is the client.
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub trusted_proxies: Vec<String>,
+    /// A second address serving only `/metrics` and `/healthz` (`HISSABACK_METRICS_LISTEN`),
+    /// e.g. `0.0.0.0:9100` for a scraper on a private network. Unset: none. The main listener
+    /// serves `/metrics` either way.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// At SIGTERM, how long `/readyz` answers 503 while requests are still served, so load
+    /// balancers stop sending new ones before the listener closes
+    /// (`HISSABACK_SHUTDOWN_DRAIN_MS`). 0: close at once (then in-flight requests finish
+    /// within `shutdown_timeout_seconds`). A few seconds in production behind a balancer.
+    #[serde(default)]
+    pub shutdown_drain_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -404,6 +419,9 @@ impl Settings {
         if !(1..=86_400).contains(&w.sweep_seconds) || !(10..=604_800).contains(&w.orphan_grace_seconds) {
             return invalid("webhooks.sweep_seconds must be 1 to 86400 and webhooks.orphan_grace_seconds 10 to 604800");
         }
+        if !(1..=3650).contains(&w.delivery_log_days) {
+            return invalid("webhooks.delivery_log_days must be 1 to 3650");
+        }
         crate::webhooks::guard::Allowlist::parse(&w.allow).map_err(ConfigError::Invalid)?;
         if !["manual", "http"].contains(&self.payouts.provider.as_str()) || (self.payouts.provider == "http" && self.payouts.http_url.is_empty()) {
             return invalid("payouts.provider must be manual, or http with payouts.http_url");
@@ -412,6 +430,17 @@ impl Settings {
             .map_err(|e| ConfigError::Invalid(format!("partner.offers_sync_interval: {e}")))?;
         if every.is_zero() {
             return invalid("partner.offers_sync_interval must be positive");
+        }
+        if let Some(addr) = self.server.metrics_listen.as_deref().filter(|a| !a.is_empty()) {
+            if addr.parse::<SocketAddr>().is_err() {
+                return invalid("server.metrics_listen must be an address such as 127.0.0.1:9100");
+            }
+            if addr == self.server.listen && !addr.ends_with(":0") {
+                return invalid("server.metrics_listen must differ from server.listen");
+            }
+        }
+        if self.server.shutdown_drain_ms > 600_000 {
+            return invalid("server.shutdown_drain_ms must be at most 600000 (10 minutes)");
         }
         if self.server.instance_id.is_empty() {
             return invalid("server.instance_id must not be empty");
@@ -562,6 +591,25 @@ mod tests {
             assert_eq!(s.secrets.key.unwrap().expose_secret().len(), 32);
             jail.set_env("HISSABACK_SECRETS__KEY_FILE", "/run/secrets/hissaback");
             assert!(Settings::load(None).unwrap_err().to_string().contains("both set"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_metrics_listener_and_the_drain_delay_are_off_by_default_and_set_by_flat_variables() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.server.metrics_listen, None);
+            assert_eq!(s.server.shutdown_drain_ms, 0);
+            jail.set_env("HISSABACK_METRICS_LISTEN", "127.0.0.1:9100");
+            jail.set_env("HISSABACK_SHUTDOWN_DRAIN_MS", "5000");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.server.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+            assert_eq!(s.server.shutdown_drain_ms, 5000);
+            jail.set_env("HISSABACK_METRICS_LISTEN", "nowhere");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("server.metrics_listen"));
+            jail.set_env("HISSABACK_METRICS_LISTEN", "127.0.0.1:8080");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("must differ"));
             Ok(())
         });
     }

@@ -166,6 +166,17 @@ struct Envelope<'a> {
     errors: Option<&'a FieldErrors>,
 }
 
+/// The requests answered 503 because a backend was unavailable.
+static UNAVAILABLE: std::sync::LazyLock<hissaback_topics::lograte::LogRate> =
+    std::sync::LazyLock::new(|| hissaback_topics::lograte::LogRate::new("requests answered 503 (a backend is unavailable)"));
+
+/// Counts an answer below 500: ends a run of 503s in the log (one atomic load otherwise).
+pub fn note_answered() {
+    if UNAVAILABLE.is_failing() {
+        UNAVAILABLE.success();
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
@@ -173,7 +184,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Some(source) = &self.source {
-            tracing::error!(code = self.code, error = ?source, "request failed");
+            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                // An outage of the store or the event log fails every request that needs it:
+                // one line when it starts, a reminder a minute, `recovered` at the first
+                // answer below 500 after it (see `note_answered`).
+                UNAVAILABLE.failure(&format_args!("{}: {source:?}", self.code));
+            } else {
+                tracing::error!(code = self.code, error = ?source, "request failed");
+            }
         }
         let mut res = HttpResponse::build(self.status);
         for (name, value) in &self.headers {

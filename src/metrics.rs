@@ -12,12 +12,22 @@ use std::time::Instant;
 /// The request id header, echoed when the caller sends a sane one, generated otherwise.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The commit the binary was built from: `HISSABACK_COMMIT` in the build's environment
+/// (`HISSABACK_COMMIT=$(git rev-parse --short HEAD) cargo build --release`, or a Docker build
+/// argument), `unknown` otherwise. Not read from `.git` by a build script: builds from a
+/// source archive or a container context have no `.git`, and a build script would rebuild
+/// the crate on every commit.
+pub const COMMIT: &str = match option_env!("HISSABACK_COMMIT") {
+    Some(c) if !c.is_empty() => c,
+    _ => "unknown",
+};
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     /// `hissaback_http_requests_total{method, route, status}`
     pub http_requests: IntCounterVec,
-    /// `hissaback_http_request_duration_seconds{method, route}`
+    /// `hissaback_http_request_duration_seconds{method, route, status}`
     pub http_duration: HistogramVec,
     /// `hissaback_auth_failures_total{kind}` (`api_key`, `admin`, `postback_token`)
     pub auth_failures: IntCounterVec,
@@ -59,7 +69,7 @@ impl Metrics {
         let http_duration = HistogramVec::new(
             HistogramOpts::new("hissaback_http_request_duration_seconds", "Time to answer an HTTP request")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-            &["method", "route"],
+            &["method", "route", "status"],
         )
         .expect("valid metric");
         let auth_failures = IntCounterVec::new(
@@ -125,6 +135,20 @@ impl Metrics {
         registry.register(Box::new(crate::events::PRODUCED.0.clone())).expect("metric registered once");
         registry.register(Box::new(crate::events::PRODUCED.1.clone())).expect("metric registered once");
         registry.register(Box::new(crate::partner::ledger::POSTINGS.clone())).expect("metric registered once");
+        // `hissaback_build_info{version, commit} 1`: which build answers, for dashboards
+        // and for joining on other series.
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new("hissaback_build_info", "The running build: version and commit (value 1)"),
+            &["version", "commit"],
+        )
+        .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), COMMIT]).set(1);
+        registry.register(Box::new(build_info)).expect("metric registered once");
+        // `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
+        // `process_start_time_seconds`, ... (Linux; the collector reports nothing elsewhere).
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("metric registered once");
         // Series with fixed label values exist from the start, so dashboards and alerts see a
         // zero rather than no data.
         for kind in ["api_key", "admin", "postback_token"] {
@@ -208,27 +232,95 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// Middleware: request id in and out, request count and latency by route pattern.
+/// The target of the access log: one INFO line per answered request
+/// (`RUST_LOG=info,hissaback::access=off` turns it off).
+pub const ACCESS_LOG: &str = "hissaback::access";
+
+/// Middleware: request id in and out, request count and latency by route pattern, and the
+/// access log line. The request runs in a span `request{request_id}` (target
+/// `hissaback::request`), so what its handler logs carries the id.
 pub async fn track(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
     let started = Instant::now();
     let state = req.app_data::<web::Data<crate::state::AppState>>().cloned();
     let request_id = req.headers().get(REQUEST_ID).and_then(sane_request_id).unwrap_or_else(new_request_id);
-    req.extensions_mut().insert(RequestId(request_id.to_str().unwrap_or_default().to_string()));
+    let id = request_id.to_str().unwrap_or_default();
+    req.extensions_mut().insert(RequestId(id.to_string()));
     let method = method_label(req.method());
-    let mut res = next.call(req).await?;
+    let span = tracing::info_span!(target: "hissaback::request", "request", request_id = id);
+    let mut res = next.call(req).instrument(span).await?;
+    // Unmatched paths share one label so scanners cannot explode the series count.
+    let route = res.request().match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = res.status().as_u16();
+    if status < 500 {
+        crate::error::note_answered();
+    }
+    let elapsed = started.elapsed();
     if let Some(state) = state {
-        // Unmatched paths share one label so scanners cannot explode the series count.
-        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
-        let status = res.status().as_u16().to_string();
-        let elapsed = started.elapsed();
-        state.metrics.http_requests.with_label_values(&[method, &route, &status]).inc();
-        state.metrics.http_duration.with_label_values(&[method, &route]).observe(elapsed.as_secs_f64());
-        crate::usage::record(&state, &res, &route, request_id.to_str().unwrap_or_default(), elapsed);
+        let mut buf = [0; 3];
+        let status = status_label(status, &mut buf);
+        state.metrics.http_requests.with_label_values(&[method, route, status]).inc();
+        state.metrics.http_duration.with_label_values(&[method, route, status]).observe(elapsed.as_secs_f64());
+        crate::usage::record(&state, &res, route, id, elapsed);
+    }
+    if tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO) {
+        // Who called: ids only, never a credential.
+        let caller = res.request().extensions().get::<crate::usage::Caller>().copied();
+        let (key_id, affiliate_id, network_id, admin) = match caller {
+            Some(crate::usage::Caller::Key { affiliate_id, key_id }) => (Some(key_id), Some(affiliate_id), None, false),
+            Some(crate::usage::Caller::Network { network_id }) => (None, None, Some(network_id), false),
+            Some(crate::usage::Caller::Admin) => (None, None, None, true),
+            None => (None, None, None, false),
+        };
+        tracing::info!(
+            target: ACCESS_LOG,
+            request_id = id,
+            method,
+            route,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            key_id,
+            affiliate_id,
+            network_id,
+            admin = admin.then_some(true),
+            "request"
+        );
     }
     res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), request_id);
     Ok(res)
 }
 
+/// The `status` label: the three digits of the code, written into `buf` (no allocation).
+fn status_label(status: u16, buf: &mut [u8; 3]) -> &str {
+    let status = status.clamp(100, 999);
+    *buf = [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+    std::str::from_utf8(buf).unwrap_or("000")
+}
+
 /// The id of the current request, for logs and audit rows.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_are_the_three_digits() {
+        let mut buf = [0; 3];
+        assert_eq!(status_label(200, &mut buf), "200");
+        assert_eq!(status_label(404, &mut buf), "404");
+        assert_eq!(status_label(503, &mut buf), "503");
+        assert_eq!(status_label(42, &mut buf), "100", "out of range: clamped, still three digits");
+    }
+
+    #[test]
+    fn the_exposition_has_build_info_and_process_metrics() {
+        let text = Metrics::new().render();
+        let line = format!("hissaback_build_info{{commit=\"{COMMIT}\",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&line), "{text}");
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_cpu_seconds_total"), "{text}");
+    }
+}

@@ -1,5 +1,13 @@
 //! Building and running the application: open the backends, start the actors, bind the
-//! listener, serve until SIGINT/SIGTERM, then drain and flush.
+//! listener (and the metrics listener, when `server.metrics_listen` is set), serve until
+//! SIGINT/SIGTERM, then drain and flush.
+//!
+//! Shutdown (the signals are handled here, not by actix):
+//! - SIGTERM: `/readyz` answers 503 at once; requests are still served for
+//!   `server.shutdown_drain_ms` (load balancers take the instance out meanwhile); then the
+//!   listeners close and in-flight requests get `server.shutdown_timeout_seconds` to finish.
+//! - SIGINT (Ctrl-C): the same without the drain delay.
+//! - A second signal, or SIGQUIT: stop at once, without waiting for in-flight requests.
 
 use crate::configuration::Settings;
 use crate::credentials::{CredentialFollower, Credentials};
@@ -42,6 +50,11 @@ use std::time::Duration;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `/metrics` (and `/healthz`) listener of `server.metrics_listen`, and its port.
+    metrics_server: Option<(Server, u16)>,
+    /// Set at SIGTERM: `/readyz` answers 503 during the drain delay.
+    draining: web::Data<routes::health::Draining>,
+    drain: Duration,
     state: web::Data<AppState>,
     key_usage: KeyUsage,
     usage: Usage,
@@ -69,6 +82,10 @@ impl Application {
         let listener = TcpListener::bind(&settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let local = listener.local_addr()?;
+        let metrics_listener = match settings.server.metrics_listen.as_deref().filter(|a| !a.is_empty()) {
+            Some(addr) => Some(TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} (server.metrics_listen)"))?),
+            None => None,
+        };
         let pepper = load_secret(
             "auth.pepper",
             settings.auth.pepper.as_ref(),
@@ -214,7 +231,8 @@ impl Application {
             store.clone(),
             Duration::from_secs(u64::from(settings.privacy.click_personal_data_days) * 86_400),
             Duration::from_secs(settings.privacy.sweep_seconds),
-        ));
+        )
+        .with_delivery_retention(Duration::from_secs(u64::from(settings.webhooks.delivery_log_days) * 86_400)));
         let geoip = match &settings.catalogue.geoip_db {
             Some(path) => Some(Arc::new(GeoIp::open(path)?)),
             None => None,
@@ -275,9 +293,12 @@ impl Application {
             consumer_health,
         });
         let app_state = state.clone();
+        let draining = web::Data::new(routes::health::Draining::default());
+        let app_draining = draining.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(app_draining.clone())
                 .app_data(extract::path_config())
                 .app_data(extract::query_config())
                 .wrap(Compress::default())
@@ -288,22 +309,49 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
+        .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout_seconds);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        Ok(Self { port: local.port(), server: server.run(), state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), credential_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _click_sweeper: click_sweeper, _rate_limiter: rate_limiter })
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let port = listener.local_addr()?.port();
+                let app_state = state.clone();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(app_state.clone())
+                        .route("/metrics", web::get().to(routes::health::metrics))
+                        .route("/healthz", web::get().to(routes::health::healthz))
+                })
+                .listen(listener)?
+                .disable_signals()
+                .workers(1)
+                .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+                .run();
+                Some((server, port))
+            }
+            None => None,
+        };
+        let drain = Duration::from_millis(settings.server.shutdown_drain_ms);
+        Ok(Self { port: local.port(), server: server.run(), metrics_server, draining, drain, state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), credential_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _click_sweeper: click_sweeper, _rate_limiter: rate_limiter })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The port of the `server.metrics_listen` listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
 
-    /// A handle that stops the server gracefully (what SIGTERM does).
+    /// A handle that stops the server (`stop(true)`: gracefully, as SIGTERM does after the
+    /// drain delay); the metrics listener stops with it.
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
@@ -311,7 +359,20 @@ impl Application {
     /// Serves until a signal (or [`Self::handle`]) stops the server, lets in-flight requests
     /// finish, then flushes what the actors still hold.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let main = self.server.handle();
+        // A server serves only while polled: the metrics listener on a task of its own.
+        let metrics = self.metrics_server.map(|(server, _)| (server.handle(), actix_web::rt::spawn(server)));
+        let signals = actix_web::rt::spawn(stop_on_signals(main, self.draining.clone(), self.drain));
+        let served = self.server.await;
+        signals.abort();
+        if let Some((handle, task)) = metrics {
+            // Stopped with the main listener, however that one was stopped.
+            handle.stop(true).await;
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "metrics listener stopped with an error");
+            }
+        }
+        served?;
         if let Err(e) = self.key_usage.flush().await {
             tracing::warn!(error = %e, "final last_used_at flush failed");
         }
@@ -320,6 +381,82 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Waits for SIGTERM, SIGINT or SIGQUIT and stops the server as the module documentation
+/// says: not ready at once, serving on for `drain` (SIGTERM only), then a graceful stop; a
+/// second signal (or SIGQUIT) stops it at once.
+async fn stop_on_signals(server: actix_web::dev::ServerHandle, draining: web::Data<routes::health::Draining>, drain: Duration) {
+    let Some(mut signals) = Signals::new() else {
+        tracing::warn!("cannot listen for signals; stop the server with its handle");
+        return;
+    };
+    let first = signals.next().await;
+    draining.begin();
+    if first == Signal::Quit {
+        tracing::info!("SIGQUIT: stopping now");
+        server.stop(false).await;
+        return;
+    }
+    let drain = if first == Signal::Term { drain } else { Duration::ZERO };
+    tracing::info!(signal = ?first, drain_ms = drain.as_millis() as u64, "shutting down: /readyz answers 503 from now on");
+    let stop = async {
+        actix_web::rt::time::sleep(drain).await;
+        tracing::info!("closing the listeners; in-flight requests finish");
+        server.stop(true).await;
+    };
+    tokio::select! {
+        _ = stop => {}
+        again = signals.next() => {
+            tracing::warn!(signal = ?again, "second signal: stopping now");
+            server.stop(false).await;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    Term,
+    Int,
+    Quit,
+}
+
+/// The shutdown signals (on Unix; Ctrl-C elsewhere).
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    quit: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn new() -> Option<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Self { term: signal(SignalKind::terminate()).ok()?, int: signal(SignalKind::interrupt()).ok()?, quit: signal(SignalKind::quit()).ok()? })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> Option<Self> {
+        Some(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Term,
+            _ = self.int.recv() => Signal::Int,
+            _ = self.quit.recv() => Signal::Quit,
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> Signal {
+        let _ = tokio::signal::ctrl_c().await;
+        Signal::Int
     }
 }
 

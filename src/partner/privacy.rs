@@ -148,17 +148,40 @@ pub async fn sweep_clicks(store: &SharedStore, retention: Duration) -> anyhow::R
     }
 }
 
-/// Runs [`sweep_clicks`] at start and then every `every`; one sweep at a time.
+/// Deletes every finished webhook delivery last attempted more than `retention` ago
+/// (embedded store; ScyllaDB answers 0: a TTL does it). Answers how many.
+pub async fn sweep_deliveries(store: &SharedStore, retention: Duration) -> anyhow::Result<usize> {
+    let before = Utc::now() - chrono::Duration::from_std(retention)?;
+    let mut total = 0;
+    loop {
+        let n = store.expire_deliveries(before, SWEEP_BATCH).await?;
+        total += n;
+        if n < SWEEP_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Runs [`sweep_clicks`] (and [`sweep_deliveries`] when a delivery-log retention is set) at
+/// start and then every `every`; one sweep at a time.
 pub struct ClickSweeper {
     pub store: SharedStore,
     pub retention: Duration,
     pub every: Duration,
+    /// `webhooks.delivery_log_days`.
+    pub delivery_retention: Option<Duration>,
     running: bool,
 }
 
 impl ClickSweeper {
     pub fn new(store: SharedStore, retention: Duration, every: Duration) -> Self {
-        Self { store, retention, every, running: false }
+        Self { store, retention, every, delivery_retention: None, running: false }
+    }
+
+    /// Also deletes the delivery log's rows past `retention`.
+    pub fn with_delivery_retention(mut self, retention: Duration) -> Self {
+        self.delivery_retention = Some(retention);
+        self
     }
 
     fn sweep(&mut self, ctx: &mut Context<Self>) {
@@ -166,13 +189,20 @@ impl ClickSweeper {
             return;
         }
         self.running = true;
-        let (store, retention) = (self.store.clone(), self.retention);
+        let (store, retention, deliveries) = (self.store.clone(), self.retention, self.delivery_retention);
         ctx.spawn(
             async move {
                 match sweep_clicks(&store, retention).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(clicks = n, "personal data of old clicks truncated"),
                     Err(e) => tracing::warn!(error = %e, "click retention sweep failed; retried at the next one"),
+                }
+                if let Some(keep) = deliveries {
+                    match sweep_deliveries(&store, keep).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deliveries = n, "webhook deliveries past the delivery log's retention deleted"),
+                        Err(e) => tracing::warn!(error = %e, "delivery log retention sweep failed; retried at the next one"),
+                    }
                 }
             }
             .into_actor(self)

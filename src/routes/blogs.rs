@@ -58,6 +58,7 @@ const CONTENT_HAS_SCRIPT: &str = "The content field must not contain scripts.";
 pub struct CreateProfile {
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
+    #[schema(required = true, max_length = 255)]
     pub name: String,
     /// Lowercase letters, digits, `-` and `_`; unique across the system.
     #[serde(default, deserialize_with = "json::trimmed")]
@@ -66,6 +67,7 @@ pub struct CreateProfile {
         length(max = 255, message = "The identifier field must not be greater than 255 characters."),
         custom(function = "identifier_chars")
     )]
+    #[schema(required = true, max_length = 255)]
     pub identifier: String,
 }
 
@@ -73,17 +75,21 @@ pub struct CreateProfile {
 pub struct CreateBlog {
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255, message = "The title field must not be greater than 255 characters."))]
+    #[schema(required = true, max_length = 255)]
     pub title: String,
     /// HTML; refused when it carries script (see [`crate::content`]).
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), custom(function = "script_free"))]
+    #[schema(required = true)]
     pub content: String,
     /// The slug of a listed category.
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"))]
+    #[schema(required = true)]
     pub category_slug: String,
     /// One of the affiliate's blog profiles.
     #[validate(required)]
+    #[schema(value_type = u64, required = true)]
     pub blog_profile_id: Option<u64>,
 }
 

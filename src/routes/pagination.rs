@@ -23,6 +23,20 @@ pub fn int_param(q: &QueryParams, key: &str, min: u64, max: u64, errors: &mut Fi
     }
 }
 
+/// `page` and `per_page` as the OpenAPI document shows them (read by [`Page::parse`], which
+/// answers 422 outside these bounds).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Page, from 1 (default 1).
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+    /// Items per page, 1 to 100 (default 15).
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u64>,
+}
+
 /// A requested page: 1-based, with 1 to 100 items (15 by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page {

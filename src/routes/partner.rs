@@ -34,12 +34,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// limited to the key's allowed brands and offers, paginated.
 #[utoipa::path(get, path = "/v1/offers", tag = "partner",
     params(
-        ("brand_id" = Option<u64>, Query, description = "Only this brand's offers"),
+        ("brand_id" = Option<u64>, Query, minimum = 1, description = "Only this brand's offers"),
         ("category" = Option<String>, Query, description = "Only this category (case-insensitive)"),
         ("q" = Option<String>, Query, description = "Whitespace-separated terms, all required, over name, brand name and category"),
-        ("min_commission" = Option<f64>, Query, description = "Lowest base commission, percent"),
-        ("page" = Option<u32>, Query, description = "Page, from 1"),
-        ("per_page" = Option<u32>, Query, description = "1 to 100, default 15"),
+        ("min_commission" = Option<f64>, Query, minimum = 0, description = "Lowest base commission, percent"),
+        crate::routes::pagination::PageParams,
     ),
     responses((status = 200, description = "offers and pagination"), (status = 401), (status = 403), (status = 422)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
@@ -134,6 +133,7 @@ fn offers_body(offers: &[ListedOffer], visible: impl Fn(&ListedOffer) -> bool, p
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct CreateCampaign {
     #[validate(required(message = "The offer id field is required."))]
+    #[schema(value_type = u64, required = true)]
     pub offer_id: Option<u64>,
     /// Share of each payout for the end user, percent in (0, 100]; or give `flat_reward`.
     #[schema(value_type = Option<f64>)]
@@ -146,6 +146,7 @@ pub struct CreateCampaign {
     /// The partner's own tenant (site, app, customer) the campaign serves.
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "crate::validation::required"), length(max = 128, message = "The tenant id field must not be greater than 128 characters."))]
+    #[schema(required = true, min_length = 1, max_length = 128)]
     pub tenant_id: String,
 }
 
@@ -212,6 +213,7 @@ pub async fn create_campaign(auth: Authenticated, state: web::Data<AppState>, re
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct CreateLink {
     #[validate(required(message = "The campaign id field is required."))]
+    #[schema(value_type = u64, required = true)]
     pub campaign_id: Option<u64>,
 }
 

@@ -81,12 +81,14 @@ fn id_like(v: &str, max: usize) -> bool {
         ("click_id" = String, Query, description = "click id from the redirect"),
         ("txn_id" = String, Query, description = "the network's transaction id"),
         ("payout" = f64, Query, description = "what the network pays (or `commission`)"),
-        ("currency" = String, Query, description = "USD, GBP, EUR, INR or BGN"),
-        ("status" = String, Query, description = "pending, approved, rejected or reversed"),
+        ("currency" = crate::routes::openapi::schemas::Currency, Query, description = "USD, GBP, EUR, INR or BGN (case-insensitive)"),
+        ("status" = crate::routes::openapi::schemas::PostbackStatus, Query, description = "pending, approved, rejected or reversed (case-insensitive)"),
         ("goal" = Option<String>, Query, description = "conversion goal"),
     ),
-    request_body(content = String, description = "optional form or JSON parameters (POST)"),
-    responses((status = 200, description = "accepted and durable"), (status = 401, description = "Postback token is missing. / Postback token is invalid."), (status = 422), (status = 429, description = "Postback rate limit exceeded. (per network) / Too many failed authentications; retry later. (per address)")))]
+    responses((status = 200, description = "accepted and durable"),
+        (status = 400, description = "invalid_json / invalid_body: a JSON body that is not JSON, or a body that could not be read."),
+        (status = 413, description = "payload_too_large: the body is larger than the configured limit."),
+        (status = 415, description = "unsupported_media_type: a body that is neither a form nor JSON."), (status = 401, description = "Postback token is missing. / Postback token is invalid."), (status = 422), (status = 429, description = "Postback rate limit exceeded. (per network) / Too many failed authentications; retry later. (per address)")))]
 pub async fn receive(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let ip = crate::auth::client_ip(&req);
     // Read here rather than by actix's `Bytes` extractor, whose 413 is plain text.

@@ -309,9 +309,8 @@ fn list_query(q: &QueryParams, paging: &Page) -> ListQuery {
 /// Lists published products, newest first.
 #[utoipa::path(get, path = "/api/v1/products", tag = "affiliate",
     params(
-        ("page" = Option<u32>, Query, description = "Page, from 1"),
-        ("per_page" = Option<u32>, Query, description = "1 to 100, default 15"),
-        ("currency_code" = Option<String>, Query, description = "USD, GBP, EUR, INR or BGN"),
+        crate::routes::pagination::PageParams,
+        ("currency_code" = Option<crate::routes::openapi::schemas::Currency>, Query, description = "USD (default), GBP, EUR, INR or BGN (case-insensitive)"),
         ("currency_from_ip" = Option<String>, Query, description = "IP address to infer the currency from"),
         ("type" = Option<Vec<String>>, Query, description = "Model types"),
         ("category_slug" = Option<Vec<String>>, Query, description = "Category slugs (repeated or comma-separated)"),
@@ -336,7 +335,11 @@ pub async fn list(auth: Authenticated, state: web::Data<AppState>, req: HttpRequ
 
 /// One published product.
 #[utoipa::path(get, path = "/api/v1/products/{product}", tag = "affiliate",
-    params(("product" = String, Path, description = "numeric product id")),
+    params(
+        ("product" = String, Path, description = "numeric product id"),
+        ("currency_code" = Option<crate::routes::openapi::schemas::Currency>, Query, description = "USD (default), GBP, EUR, INR or BGN (case-insensitive)"),
+        ("currency_from_ip" = Option<String>, Query, description = "IP address to infer the currency from"),
+    ),
     responses((status = 200, description = "the product"), (status = 401), (status = 403), (status = 404, description = "Product not found."), (status = 422)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn show(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -22,7 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Bundles in promotion and the active percentage promotion.
 #[utoipa::path(get, path = "/api/v1/promotions", tag = "affiliate",
     params(
-        ("currency_code" = Option<String>, Query, description = "USD, GBP, EUR, INR or BGN"),
+        ("currency_code" = Option<crate::routes::openapi::schemas::Currency>, Query, description = "USD (default), GBP, EUR, INR or BGN (case-insensitive)"),
         ("currency_from_ip" = Option<String>, Query, description = "IP address to infer the currency from"),
     ),
     responses((status = 200, description = "bundles and percentage_promotion"), (status = 401), (status = 403), (status = 422)),

@@ -93,10 +93,10 @@ fn parse_instant(raw: &str, end: bool) -> Option<DateTime<Utc>> {
 /// Requests, errors and rate-limit rejections over time.
 #[utoipa::path(get, path = "/v1/stats/usage", tag = "partner",
     params(
-        ("granularity" = Option<String>, Query, description = "`day` (default), `hour` or `minute`"),
+        ("granularity" = Option<crate::routes::openapi::schemas::Granularity>, Query, description = "`day` (default), `hour` or `minute`"),
         ("from" = Option<String>, Query, description = "start: `YYYY-MM-DD` or RFC 3339; default 7 days, 24 hours or 60 minutes ago"),
         ("to" = Option<String>, Query, description = "end (exclusive; a date includes that day); default now"),
-        ("key_id" = Option<u64>, Query, description = "only this key of yours"),
+        ("key_id" = Option<u64>, Query, minimum = 1, description = "only this key of yours"),
     ),
     responses((status = 200, description = "totals, a series per period, per route and per key"), (status = 401), (status = 403, description = "Insufficient scope. (needs `stats.read`: secret keys only)"), (status = 404, description = "API key not found. (key_id of another affiliate)"), (status = 422), (status = 429)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
@@ -227,7 +227,7 @@ pub async fn usage(auth: Authenticated, state: web::Data<AppState>, req: HttpReq
 
 /// Clicks, conversions, conversion rate, commission and rewards per campaign.
 #[utoipa::path(get, path = "/v1/stats/campaigns", tag = "partner",
-    params(("campaign_id" = Option<u64>, Query, description = "only this campaign")),
+    params(("campaign_id" = Option<u64>, Query, minimum = 1, description = "only this campaign")),
     responses((status = 200, description = "one row per campaign, and totals"), (status = 401), (status = 403), (status = 404), (status = 422)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn campaigns(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -363,7 +363,7 @@ pub fn audit_query(q: &QueryParams, errors: &mut FieldErrors) -> (NaiveDate, usi
 
 /// The partner's own audit rows of one day, newest first.
 #[utoipa::path(get, path = "/v1/audit", tag = "partner",
-    params(("date" = Option<String>, Query, description = "UTC day, `YYYY-MM-DD`; default today"), ("limit" = Option<u32>, Query, description = "1–1000, default 100")),
+    params(("date" = Option<String>, Query, description = "UTC day, `YYYY-MM-DD`; default today"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100")),
     responses((status = 200, description = "audit rows, newest first"), (status = 401), (status = 403, description = "Insufficient scope. (needs `audit.read`: secret keys only)"), (status = 422)),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn audit(auth: Authenticated, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -55,7 +55,11 @@ pub fn partner(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct CreateWebhook {
+    /// One of the API's events (`supported_events` of the listing).
+    #[schema(value_type = String, required = true)]
     pub event: Option<String>,
+    /// Where deliveries are POSTed.
+    #[schema(value_type = String, required = true)]
     pub url: Option<String>,
 }
 
@@ -214,8 +218,8 @@ pub async fn delete(auth: Authenticated, state: web::Data<AppState>, path: web::
 
 /// Recent deliveries of a webhook with every attempt (status code, latency, error, time).
 #[utoipa::path(get, path = "/api/v1/webhooks/{webhook}/deliveries", tag = "affiliate",
-    params(("limit" = Option<u32>, Query, description = "1 to 100, default 50")),
-    responses((status = 200, description = "deliveries, newest first"), (status = 404)),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 50")),
+    responses((status = 200, description = "deliveries, newest first"), (status = 404, description = "Webhook not found."), (status = 422, description = "The limit field must be an integer between 1 and 100.")),
     security(("bearer" = []), ("api_key_header" = []), ("api_key_query" = [])))]
 pub async fn deliveries(auth: Authenticated, state: web::Data<AppState>, path: web::Path<String>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksManage)?;

@@ -159,6 +159,7 @@ impl EmbeddedStore {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn.execute_batch(SCHEMA)?;
+            backfill_click_subjects(&conn)?;
             let manager = SqliteConnectionManager::file(&path)
                 .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .with_init(|c| {
@@ -318,6 +319,35 @@ fn write_conversion(conn: &Connection, (id, affiliate, tenant, user, body): &Con
 }
 
 /// Upserts a click's document.
+/// `PRAGMA user_version` once [`backfill_click_subjects`] ran.
+const CLICK_SUBJECTS_BACKFILLED: i64 = 1;
+
+/// Indexes in `click_subjects` the clicks stored before that table existed, so export,
+/// erasure and the retention sweep find them too. Runs once per data directory (marked in
+/// `user_version`), in one transaction, from the clicks' own documents.
+fn backfill_click_subjects(conn: &Connection) -> rusqlite::Result<usize> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= CLICK_SUBJECTS_BACKFILLED {
+        return Ok(0);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO click_subjects (click_id, affiliate_id, tenant_id, user_id, at, personal)
+         SELECT key, json_extract(body, '$.affiliate_id'), coalesce(json_extract(body, '$.tenant_id'), ''),
+                json_extract(body, '$.user_id'),
+                coalesce(CAST(unixepoch(json_extract(body, '$.at'), 'subsec') * 1000 AS INTEGER), 0),
+                json_extract(body, '$.ip') IS NOT NULL OR json_extract(body, '$.user_agent') IS NOT NULL
+         FROM keyed_docs WHERE kind = 'click' AND json_valid(body) AND json_extract(body, '$.affiliate_id') IS NOT NULL",
+        [],
+    )?;
+    tx.pragma_update(None, "user_version", CLICK_SUBJECTS_BACKFILLED)?;
+    tx.commit()?;
+    if n > 0 {
+        tracing::info!(clicks = n, "clicks stored before the click_subjects index were indexed");
+    }
+    Ok(n)
+}
+
 fn write_click(conn: &Connection, click_id: &str, body: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO keyed_docs (kind, key, body) VALUES ('click', ?1, ?2)
@@ -857,6 +887,23 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn expire_deliveries(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize> {
+        // Delivery ids are `msg_<13-digit queued-at ms>_<hash>`, ordered by time as text: a
+        // delivery last attempted before `before` was queued before it too. `updated_at` is
+        // RFC 3339 in UTC, which orders as text to the second.
+        let bound = format!("msg_{:013}", before.timestamp_millis().max(0));
+        let at = before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.with(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM deliveries WHERE (webhook_id, id) IN
+                   (SELECT webhook_id, id FROM deliveries
+                     WHERE pending = 0 AND id < ?1 AND json_extract(body, '$.updated_at') < ?3 LIMIT ?2)",
+            )?
+            .execute(params![bound, limit as i64, at])
+        })
+        .await
+    }
+
     async fn put_erasure(&self, pseudonym: &str, at: DateTime<Utc>) -> StoreResult<()> {
         self.put_keyed("erasure", pseudonym, &serde_json::json!({ "at": at })).await
     }
@@ -1271,6 +1318,52 @@ mod tests {
     use crate::domain::KeyKind;
     use crate::store::RatePlan;
     use std::time::Instant;
+
+    /// A data directory written before `click_subjects` existed: its clicks are indexed at the
+    /// next open, once, so export, erasure and the retention sweep see them.
+    #[tokio::test]
+    async fn clicks_stored_before_the_subject_index_are_backfilled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_at = Utc::now() - chrono::Duration::days(45);
+        let click = |id: &str, user: Option<&str>, at: DateTime<Utc>| ClickRecord {
+            click_id: id.into(),
+            code: "c".into(),
+            affiliate_id: 7,
+            campaign_id: 1,
+            offer_id: 2,
+            tenant_id: "t".into(),
+            user_id: user.map(Into::into),
+            ip: Some("203.0.113.9".into()),
+            user_agent: Some("UA".into()),
+            at,
+        };
+        {
+            let store = EmbeddedStore::open(dir.path()).await.unwrap();
+            store.put_click(&click("new", Some("u1"), Utc::now())).await.unwrap();
+        }
+        {
+            // What an older release left: click documents without index rows, version 0.
+            let conn = Connection::open(dir.path().join("hissaback.db")).unwrap();
+            for (id, user) in [("old-1", Some("u1")), ("old-2", None)] {
+                write_click(&conn, id, &to_json(&click(id, user, old_at))).unwrap();
+            }
+            conn.execute("DELETE FROM click_subjects WHERE click_id LIKE 'old-%'", []).unwrap();
+            conn.pragma_update(None, "user_version", 0).unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        let mut ids: Vec<String> = store.clicks_of_user(7, "t", "u1").await.unwrap().into_iter().map(|c| c.click_id).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["new".to_string(), "old-1".to_string()]);
+        // The backfilled rows carry the click's time and personal flag: the sweep finds both
+        // old clicks (the user-less one too) and not the new one.
+        assert_eq!(store.expire_click_personal_data(Utc::now() - chrono::Duration::days(30), 100).await.unwrap(), 2);
+        let swept = store.get_click("old-2").await.unwrap().unwrap();
+        assert_eq!((swept.ip.as_deref(), swept.user_agent.as_deref()), (Some("203.0.113.0"), None));
+        drop(store);
+        let conn = Connection::open(dir.path().join("hissaback.db")).unwrap();
+        assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), CLICK_SUBJECTS_BACKFILLED);
+        assert_eq!(backfill_click_subjects(&conn).unwrap(), 0, "runs once");
+    }
 
     fn affiliate(id: u64, name: &str) -> AffiliateRecord {
         let now = Utc::now();

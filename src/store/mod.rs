@@ -690,6 +690,10 @@ pub trait Store: Send + Sync + 'static {
     /// none left). The embedded store's retention sweep; ScyllaDB keeps those fields under a
     /// TTL instead and answers 0.
     async fn expire_click_personal_data(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
+    /// Deletes up to `limit` finished (not pending) webhook deliveries queued before `before`;
+    /// answers how many (0: none left). The embedded store's delivery-log retention sweep;
+    /// ScyllaDB writes deliveries `USING TTL` instead and answers 0.
+    async fn expire_deliveries(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<usize>;
     /// Records that the end user behind `pseudonym` was erased (the pseudonym is a keyed hash:
     /// the list holds no user id), so events consumed later pseudonymise them too.
     async fn put_erasure(&self, pseudonym: &str, at: DateTime<Utc>) -> StoreResult<()>;
@@ -839,6 +843,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<SharedStore> {
         StoreBackend::Scylla => {
             let store = scylla::ScyllaStore::open(&settings.store.scylla).await?;
             store.set_click_personal_days(settings.privacy.click_personal_data_days);
+            store.set_delivery_log_days(settings.webhooks.delivery_log_days);
             Ok(Arc::new(store))
         }
     }

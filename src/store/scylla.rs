@@ -262,6 +262,8 @@ pub struct ScyllaStore {
     blocks: Mutex<HashMap<&'static str, IdBlock>>,
     /// Seconds a click's full IP and user agent are kept (their TTL); 0: not written.
     click_personal_ttl: std::sync::atomic::AtomicI32,
+    /// Seconds a webhook delivery (and its pending index row) is kept: its TTL.
+    delivery_ttl: std::sync::atomic::AtomicI32,
 }
 
 /// The `clicks` table's TTL (90 days): a click is kept no longer.
@@ -375,10 +377,10 @@ impl ScyllaStore {
             webhook_event_put: prepare("INSERT INTO {ks}.webhooks_by_event (event, id, body) VALUES (?, ?, ?) USING TIMESTAMP ?").await?,
             webhook_event_list: prepare("SELECT body FROM {ks}.webhooks_by_event WHERE event = ?").await?,
             webhook_event_delete: prepare("DELETE FROM {ks}.webhooks_by_event USING TIMESTAMP ? WHERE event = ? AND id = ?").await?,
-            delivery_put: prepare("INSERT INTO {ks}.deliveries (webhook_id, id, body) VALUES (?, ?, ?)").await?,
+            delivery_put: prepare("INSERT INTO {ks}.deliveries (webhook_id, id, body) VALUES (?, ?, ?) USING TTL ?").await?,
             delivery_get: prepare("SELECT body FROM {ks}.deliveries WHERE webhook_id = ? AND id = ?").await?,
             delivery_list: prepare("SELECT body FROM {ks}.deliveries WHERE webhook_id = ? LIMIT ?").await?,
-            pending_put: prepare("INSERT INTO {ks}.pending_deliveries (shard, webhook_id, id) VALUES (?, ?, ?)").await?,
+            pending_put: prepare("INSERT INTO {ks}.pending_deliveries (shard, webhook_id, id) VALUES (?, ?, ?) USING TTL ?").await?,
             pending_delete: prepare("DELETE FROM {ks}.pending_deliveries WHERE shard = ? AND webhook_id = ? AND id = ?").await?,
             pending_shard: prepare("SELECT webhook_id, id FROM {ks}.pending_deliveries WHERE shard = ?").await?,
             brand_put: prepare("INSERT INTO {ks}.brands (bucket, id, body) VALUES (?, ?, ?)").await?,
@@ -441,6 +443,7 @@ impl ScyllaStore {
             block_size: i64::from(settings.id_block_size),
             blocks: Mutex::new(HashMap::new()),
             click_personal_ttl: std::sync::atomic::AtomicI32::new(30 * 86_400),
+            delivery_ttl: std::sync::atomic::AtomicI32::new(30 * 86_400),
         })
     }
 
@@ -448,6 +451,17 @@ impl ScyllaStore {
     pub fn set_click_personal_days(&self, days: u32) {
         let seconds = i32::try_from(u64::from(days) * 86_400).unwrap_or(i32::MAX);
         self.click_personal_ttl.store(seconds, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long webhook deliveries are kept (`webhooks.delivery_log_days`).
+    pub fn set_delivery_log_days(&self, days: u32) {
+        self.set_delivery_log_ttl(std::time::Duration::from_secs(u64::from(days) * 86_400));
+    }
+
+    /// The delivery log's TTL (at least a second).
+    pub fn set_delivery_log_ttl(&self, keep: std::time::Duration) {
+        let seconds = i32::try_from(keep.as_secs()).unwrap_or(i32::MAX).max(1);
+        self.delivery_ttl.store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reads the single text column of at most one row.
@@ -840,9 +854,12 @@ impl Store for ScyllaStore {
 
     async fn put_delivery(&self, delivery: &DeliveryRecord) -> StoreResult<()> {
         let wid = id(delivery.webhook_id);
-        self.write(&self.st.delivery_put, (wid, delivery.id.as_str(), to_json(delivery))).await?;
+        // The delivery log's retention: each write restarts the row's TTL, counted from the
+        // last attempt.
+        let ttl = self.delivery_ttl.load(std::sync::atomic::Ordering::Relaxed);
+        self.write(&self.st.delivery_put, (wid, delivery.id.as_str(), to_json(delivery), ttl)).await?;
         if delivery.state == DeliveryState::Pending {
-            self.write(&self.st.pending_put, (shard_of(wid), wid, delivery.id.as_str())).await
+            self.write(&self.st.pending_put, (shard_of(wid), wid, delivery.id.as_str(), ttl)).await
         } else {
             self.write(&self.st.pending_delete, (shard_of(wid), wid, delivery.id.as_str())).await
         }
@@ -916,7 +933,13 @@ impl Store for ScyllaStore {
     }
 
     async fn network_by_token(&self, token: &str) -> StoreResult<Option<NetworkRecord>> {
-        self.doc(&self.st.network_get, (token,)).await
+        // The lookup row only points at the network; its row by id says which token is
+        // current. Two rotations at once each leave a lookup row, and the delete of the old
+        // one can miss the other's: a token that is not the network's own never resolves.
+        let Some(pointed) = self.doc::<NetworkRecord>(&self.st.network_get, (token,)).await? else {
+            return Ok(None);
+        };
+        Ok(self.get_network(pointed.id).await?.filter(|current| current.postback_token == token))
     }
 
     async fn put_campaign(&self, campaign: &CampaignRecord) -> StoreResult<()> {
@@ -1001,6 +1024,11 @@ impl Store for ScyllaStore {
 
     async fn expire_click_personal_data(&self, _before: chrono::DateTime<chrono::Utc>, _limit: usize) -> StoreResult<usize> {
         // `click_personal` rows expire by their TTL.
+        Ok(0)
+    }
+
+    async fn expire_deliveries(&self, _before: chrono::DateTime<chrono::Utc>, _limit: usize) -> StoreResult<usize> {
+        // Deliveries are written `USING TTL` (`webhooks.delivery_log_days`).
         Ok(0)
     }
 

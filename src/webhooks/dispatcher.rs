@@ -153,6 +153,8 @@ pub struct Dispatcher {
     max_in_flight: usize,
     max_per_endpoint: usize,
     metrics: Metrics,
+    /// Store reads and writes that fail (an outage fails each tick): logged once, then a reminder a minute.
+    store_failing: hissaback_topics::lograte::LogRate,
 }
 
 /// Queue a stored, pending delivery for its next attempt (a manual redelivery, a reload).
@@ -210,6 +212,7 @@ impl Dispatcher {
             max_in_flight: caps.0.max(1),
             max_per_endpoint: caps.1.max(1),
             metrics,
+            store_failing: hissaback_topics::lograte::LogRate::new("webhook dispatcher: store unreachable, retrying").warn(),
         }
     }
 
@@ -459,7 +462,8 @@ impl Dispatcher {
             Err(e) => {
                 // The webhook could not be read: nothing was sent and the store still has the
                 // delivery pending as held here; try again a little later.
-                tracing::warn!(error = %e, webhook = key.0, "webhook attempt could not read its endpoint; retrying");
+                tracing::debug!(error = %e, webhook = key.0, "webhook attempt could not read its endpoint; retrying");
+                self.store_failing.failure(&format_args!("reading webhook {}: {e}", key.0));
                 let due = h.rerun.take().unwrap_or_else(|| Utc::now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default());
                 h.due = Some(due);
                 self.push(key.0, key.1, due);
@@ -484,6 +488,7 @@ impl Dispatcher {
             act.writing = false;
             match result {
                 Ok(()) => {
+                    act.store_failing.success();
                     act.write_after = None;
                     for d in batch {
                         act.written(d);
@@ -492,7 +497,8 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     // Held until written: nothing is retried or let go before the store knows.
-                    tracing::warn!(error = %e, deliveries = batch.len(), "webhook attempts could not be recorded; retrying");
+                    tracing::debug!(error = %e, deliveries = batch.len(), "webhook attempts could not be recorded; retrying");
+                    act.store_failing.failure(&format_args!("recording {} attempts: {e}", batch.len()));
                     let mut batch = batch;
                     batch.append(&mut act.unwritten);
                     act.unwritten = batch;

@@ -144,6 +144,13 @@ impl Sender {
                 }
             }
         };
+        // The delivery id is the `webhook-id` header the endpoint saw: what an affiliate quotes.
+        // Per attempt at DEBUG (`hissaback::webhooks::sender=debug`); a delivery given up on at INFO.
+        if next == "failed" {
+            tracing::info!(delivery = %d.id, webhook = webhook.id, event = %d.event, attempts = d.attempts.len(), status = ?status_code, error = error.as_deref().unwrap_or(""), "webhook delivery failed; no more attempts");
+        } else {
+            tracing::debug!(delivery = %d.id, webhook = webhook.id, event = %d.event, attempt = d.attempts.len(), outcome = next, status = ?status_code, latency_ms = latency.as_millis() as u64, "webhook attempt");
+        }
         let webhook = match &error {
             None => self.endpoint_succeeded(webhook).await,
             Some(e) => self.endpoint_failed(webhook, e).await,

@@ -30,3 +30,6 @@ mod privacy;
 mod lost_updates;
 mod input;
 mod secrets;
+mod openapi;
+mod cli;
+mod observability;

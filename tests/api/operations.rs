@@ -70,9 +70,13 @@ async fn metrics_count_requests_by_route_and_time_them() {
     assert!(text.contains("# TYPE hissaback_http_request_duration_seconds histogram"), "{text}");
     let buckets = samples(text, "hissaback_http_request_duration_seconds_bucket", &[r#"route="/api/v1/test""#]);
     assert!(!buckets.is_empty(), "{text}");
-    let inf = samples(text, "hissaback_http_request_duration_seconds_bucket", &[r#"route="/api/v1/test""#, r#"le="+Inf""#]);
+    // Timed per status too: three answered 200, one 401.
+    let inf = samples(text, "hissaback_http_request_duration_seconds_bucket", &[r#"route="/api/v1/test""#, r#"status="200""#, r#"le="+Inf""#]);
     assert_eq!(inf.len(), 1, "{text}");
-    assert!(inf[0].ends_with(" 4"), "{}", inf[0]);
+    assert!(inf[0].ends_with(" 3"), "{}", inf[0]);
+    let inf = samples(text, "hissaback_http_request_duration_seconds_bucket", &[r#"route="/api/v1/test""#, r#"status="401""#, r#"le="+Inf""#]);
+    assert_eq!(inf.len(), 1, "{text}");
+    assert!(inf[0].ends_with(" 1"), "{}", inf[0]);
 
     // Unknown paths do not each get their own series.
     app.get("/scanner/probe-1").await;

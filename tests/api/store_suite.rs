@@ -339,6 +339,95 @@ pub async fn deliveries_are_listed_newest_first_and_pending_ones_indexed(store: 
     assert!(store.get_delivery(webhook_id, "msg_nope").await.unwrap().is_none());
 }
 
+/// The delivery log's retention: the embedded store's sweep deletes the finished deliveries
+/// last attempted before the bound (never a pending one, never a recent one); ScyllaDB keeps
+/// them under a TTL instead (see `scylla_deliveries_expire_by_their_ttl`) and its sweep
+/// deletes nothing.
+pub async fn finished_deliveries_past_the_retention_are_swept(store: SharedStore, sweeps: bool) {
+    use hissaback::store::{DeliveryRecord, DeliveryState};
+    let now = Utc::now();
+    let old = now - Duration::days(40);
+    let webhook_id = store.next_id(Sequence::Webhook).await.unwrap();
+    let mk = |n: u64, at: chrono::DateTime<Utc>, updated: chrono::DateTime<Utc>, state: DeliveryState| DeliveryRecord {
+        id: format!("msg_{:013}_{n:04}", at.timestamp_millis()),
+        webhook_id,
+        affiliate_id: 1,
+        event: "reward.paid".into(),
+        payload: "{}".into(),
+        state,
+        attempts: vec![],
+        next_attempt_at: None,
+        created_at: at,
+        updated_at: updated,
+        manual: false,
+        owner: Some("suite".into()),
+    };
+    let old_done = mk(1, old, old, DeliveryState::Succeeded);
+    let old_failed = mk(2, old, old + Duration::hours(30), DeliveryState::Failed);
+    let old_pending = mk(3, old, old, DeliveryState::Pending);
+    let old_but_redelivered = mk(4, old, now - Duration::days(1), DeliveryState::Succeeded);
+    let recent = mk(5, now, now, DeliveryState::Succeeded);
+    let all = [&old_done, &old_failed, &old_pending, &old_but_redelivered, &recent];
+    for d in all {
+        store.put_delivery(d).await.unwrap();
+    }
+    let bound = now - Duration::days(30);
+    let mut deleted = 0;
+    loop {
+        let n = store.expire_deliveries(bound, 1).await.unwrap();
+        deleted += n;
+        if n == 0 {
+            break;
+        }
+    }
+    let left: Vec<String> = store.deliveries_of(webhook_id, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+    if sweeps {
+        assert_eq!(deleted, 2, "the two finished deliveries last attempted 40 and 39 days ago");
+        assert_eq!(left, vec![recent.id.clone(), old_but_redelivered.id.clone(), old_pending.id.clone()]);
+        assert_eq!(store.expire_deliveries(bound, 100).await.unwrap(), 0, "nothing left to sweep");
+    } else {
+        assert_eq!(deleted, 0);
+        assert_eq!(left.len(), all.len());
+    }
+    let pending: Vec<String> =
+        store.pending_deliveries().await.unwrap().into_iter().filter(|d| d.webhook_id == webhook_id).map(|d| d.id).collect();
+    assert_eq!(pending, vec![old_pending.id.clone()], "a pending delivery is never swept");
+}
+
+/// Concurrent token rotations of one network: whatever order they land in, exactly the token
+/// the network holds (by id) resolves; the original and every superseded token do not.
+pub async fn concurrent_network_token_rotations_leave_one_working_token(store: SharedStore) {
+    use hissaback::store::NetworkRecord;
+    let id = store.next_id(Sequence::Network).await.unwrap();
+    let original = NetworkRecord { id, name: "N".into(), postback_token: format!("tok-{id}-orig"), created_at: Utc::now() };
+    store.put_network(&original).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let current = store.get_network(id).await.unwrap().unwrap();
+                let token = format!("tok-{id}-{n}");
+                store.put_network(&NetworkRecord { postback_token: token.clone(), ..current }).await.unwrap();
+                token
+            })
+        })
+        .collect();
+    let mut tokens = vec![original.postback_token.clone()];
+    for t in tasks {
+        tokens.push(t.await.unwrap());
+    }
+    let current = store.get_network(id).await.unwrap().unwrap().postback_token;
+    assert!(tokens.contains(&current));
+    for t in &tokens {
+        let resolved = store.network_by_token(t).await.unwrap();
+        if *t == current {
+            assert_eq!(resolved.map(|n| n.id), Some(id), "the network's own token resolves");
+        } else {
+            assert!(resolved.is_none(), "superseded token {t} still resolves (current {current})");
+        }
+    }
+}
+
 pub async fn partner_records_round_trip(store: SharedStore) {
     use hissaback::store::{BrandRecord, CampaignRecord, ClickRecord, LinkRecord, NetworkRecord, OfferRecord};
     use rust_decimal::Decimal;
@@ -733,7 +822,13 @@ macro_rules! store_suite {
                 audit_rows_expire_after_their_retention,
                 campaigns_and_conversions_are_listed_per_affiliate,
                 replaces_are_conditional_on_the_version_read,
+                concurrent_network_token_rotations_leave_one_working_token,
             );
+            #[actix_web::test]
+            async fn finished_deliveries_past_the_retention_are_swept() {
+                let (store, _guard) = $open.await;
+                super::finished_deliveries_past_the_retention_are_swept(store, stringify!($backend) == "embedded").await;
+            }
         }
     };
     (@tests $open:expr; $($name:ident),* $(,)?) => {
@@ -762,6 +857,38 @@ async fn open_scylla() -> (SharedStore, ()) {
 }
 
 store_suite!(scylla, open_scylla());
+
+/// ScyllaDB keeps each delivery (and its pending index row) under the delivery log's TTL,
+/// restarted by every write.
+#[actix_web::test]
+async fn scylla_deliveries_expire_by_their_ttl() {
+    use hissaback::store::{DeliveryRecord, DeliveryState, Store};
+    let settings = crate::helpers::scylla_settings().await;
+    let store = hissaback::store::scylla::ScyllaStore::open(&settings).await.expect("open the CQL store");
+    store.set_delivery_log_ttl(std::time::Duration::from_secs(2));
+    let now = Utc::now();
+    let webhook_id = store.next_id(Sequence::Webhook).await.unwrap();
+    let mk = |n: u64, state: DeliveryState| DeliveryRecord {
+        id: format!("msg_{:013}_{n:04}", now.timestamp_millis()),
+        webhook_id,
+        affiliate_id: 1,
+        event: "reward.paid".into(),
+        payload: "{}".into(),
+        state,
+        attempts: vec![],
+        next_attempt_at: Some(now),
+        created_at: now,
+        updated_at: now,
+        manual: false,
+        owner: Some("suite".into()),
+    };
+    let (done, pending) = (mk(1, DeliveryState::Succeeded), mk(2, DeliveryState::Pending));
+    store.put_deliveries(&[done.clone(), pending.clone()]).await.unwrap();
+    assert_eq!(store.deliveries_of(webhook_id, 10).await.unwrap().len(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    assert!(store.deliveries_of(webhook_id, 10).await.unwrap().is_empty(), "both rows outlived their TTL");
+    assert!(store.pending_deliveries().await.unwrap().iter().all(|d| d.webhook_id != webhook_id));
+}
 
 #[actix_web::test]
 async fn embedded_data_survives_reopening() {

@@ -15,6 +15,7 @@
 pub mod bus;
 pub mod codec;
 pub mod events;
+pub mod lograte;
 pub mod names;
 pub mod values;
 

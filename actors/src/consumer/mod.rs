@@ -53,6 +53,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use hissaback_topics::bus::{BusError, Delivery, SharedBus, Subscription};
+use hissaback_topics::lograte::LogRate;
 use hissaback_topics::{decode_event, CodecError, Event, Topic};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -162,11 +163,18 @@ const LAG_EVERY: Duration = Duration::from_secs(1);
 /// How often an idle consumer reports its lag.
 const IDLE_LAG_EVERY: Duration = Duration::from_secs(5);
 
-async fn report_lag(sub: &mut dyn Subscription, metrics: &ConsumerMetrics, labels: &[&str; 2]) {
+/// Reports the lag; true when the bus answered (the lag is known).
+async fn report_lag(sub: &mut dyn Subscription, metrics: &ConsumerMetrics, labels: &[&str; 2]) -> bool {
     match sub.lag().await {
-        Ok(Some(lag)) => metrics.lag.with_label_values(labels).set(i64::try_from(lag).unwrap_or(i64::MAX)),
-        Ok(None) => {}
-        Err(e) => tracing::debug!(error = %e, "consumer lag unknown"),
+        Ok(Some(lag)) => {
+            metrics.lag.with_label_values(labels).set(i64::try_from(lag).unwrap_or(i64::MAX));
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::debug!(error = %e, "consumer lag unknown");
+            false
+        }
     }
 }
 
@@ -187,6 +195,11 @@ pub struct ConsumerActor<H: BatchHandler> {
     probe: Arc<ConsumerProbe>,
     /// Kept across restarts, like the probe: both describe the consumer, not one run.
     parked_in_a_row: Arc<AtomicU32>,
+    /// Runs that ended in an error (a bus outage restarts the consumer over and over): the
+    /// first logged, then a reminder a minute, and `recovered` once the bus answers again.
+    stopped: Arc<LogRate>,
+    /// Handler failures (retried), likewise: one line per outage, not one per attempt.
+    handler_failing: Arc<LogRate>,
     restarts: u32,
 }
 
@@ -216,6 +229,8 @@ impl<H: BatchHandler> ConsumerActor<H> {
             transient: |_| false,
             probe,
             parked_in_a_row: Arc::new(AtomicU32::new(0)),
+            stopped: Arc::new(LogRate::new(format!("consumer {name}: stopped, restarting from the last committed offset"))),
+            handler_failing: Arc::new(LogRate::new(format!("consumer {name}: handler failed, retrying")).warn()),
             restarts: 0,
         }
     }
@@ -261,6 +276,8 @@ impl<H: BatchHandler> ConsumerActor<H> {
             transient: self.transient,
             probe: self.probe.clone(),
             parked_in_a_row: self.parked_in_a_row.clone(),
+            stopped: self.stopped.clone(),
+            handler_failing: self.handler_failing.clone(),
         });
         async move { worker.run().await }
     }
@@ -300,6 +317,8 @@ struct Worker<H: BatchHandler> {
     transient: fn(&anyhow::Error) -> bool,
     probe: Arc<ConsumerProbe>,
     parked_in_a_row: Arc<AtomicU32>,
+    stopped: Arc<LogRate>,
+    handler_failing: Arc<LogRate>,
 }
 
 impl<H: BatchHandler> Worker<H> {
@@ -322,7 +341,10 @@ impl<H: BatchHandler> Worker<H> {
                 match tokio::time::timeout(IDLE_LAG_EVERY, sub.next_batch(self.options.batch_max, self.options.linger)).await {
                     Ok(batch) => break batch?,
                     Err(_) => {
-                        report_lag(sub.as_mut(), &self.metrics, &labels).await;
+                        if report_lag(sub.as_mut(), &self.metrics, &labels).await {
+                            // The bus answers: a run of restarts (an outage) is over.
+                            self.stopped.success();
+                        }
                         lag_reported = tokio::time::Instant::now();
                     }
                 }
@@ -356,6 +378,7 @@ impl<H: BatchHandler> Worker<H> {
                 }
             };
             sub.commit_batch(&marks).await?;
+            self.stopped.success();
             self.probe.idle();
             stuck_gauge.set(0.0);
             let applied: u64 = outcomes.iter().map(|o| o.applied).sum();
@@ -448,6 +471,7 @@ impl<H: BatchHandler> Worker<H> {
             match self.handler.handle_batch(batch).await {
                 Ok(()) => {
                     self.parked_in_a_row.store(0, Ordering::SeqCst);
+                    self.handler_failing.success();
                     return Ok(Tried::Applied);
                 }
                 Err(error) => {
@@ -457,7 +481,9 @@ impl<H: BatchHandler> Worker<H> {
                         return Ok(Tried::GaveUp { error, attempts: attempt });
                     }
                     let delay = self.options.backoff.delay(attempt);
-                    tracing::warn!(consumer = self.name, topic = %self.topic, partition = deliveries[0].partition, from_offset = deliveries[0].offset, events = deliveries.len(), attempt, transient, error = %format!("{error:#}"), ?delay, "handler failed; retrying");
+                    let text = format!("{error:#}");
+                    tracing::debug!(consumer = self.name, topic = %self.topic, partition = deliveries[0].partition, from_offset = deliveries[0].offset, events = deliveries.len(), attempt, transient, error = %text, ?delay, "handler failed; retrying");
+                    self.handler_failing.failure(&text);
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -500,6 +526,7 @@ impl<H: BatchHandler> Worker<H> {
             match self.handler.handle_batch(Self::decode_again(std::slice::from_ref(&d))?).await {
                 Ok(()) => {
                     self.parked_in_a_row.store(0, Ordering::SeqCst);
+                    self.handler_failing.success();
                     outcome.applied += 1;
                     return Ok(());
                 }
@@ -525,7 +552,8 @@ impl<H: BatchHandler> Actor for ConsumerActor<H> {
         };
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
             if let Err(e) = result {
-                tracing::error!(consumer = act.name, error = %e, "consumer stopped; restarting from the last committed offset");
+                tracing::debug!(consumer = act.name, error = %e, "consumer stopped; restarting from the last committed offset");
+                act.stopped.failure(&e);
             }
             ctx.stop();
         }));

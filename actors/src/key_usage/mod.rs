@@ -25,6 +25,8 @@ pub struct KeyUsageRecorder {
     sink: Arc<dyn KeyUsageSink>,
     flush_every: Duration,
     notes: crossbeam_channel::Receiver<(u64, DateTime<Utc>)>,
+    /// Failed flushes (a store outage fails each one): logged once, then a reminder a minute.
+    failing: hissaback_topics::lograte::LogRate,
 }
 
 /// Notes the queue holds between drains.
@@ -35,7 +37,8 @@ pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 impl KeyUsageRecorder {
     pub fn new(sink: Arc<dyn KeyUsageSink>, flush_every: Duration, notes: crossbeam_channel::Receiver<(u64, DateTime<Utc>)>) -> Self {
-        Self { pending: HashMap::new(), sink, flush_every, notes }
+        let failing = hissaback_topics::lograte::LogRate::new("key-usage recorder: writing last_used_at (will retry)").warn();
+        Self { pending: HashMap::new(), sink, flush_every, notes, failing }
     }
 
     /// Starts the recorder under a supervisor on the current arbiter and returns its facade.
@@ -115,9 +118,13 @@ impl KeyUsageRecorder {
             }
             .into_actor(self)
             .map(|(batch, result), act, _ctx| match result {
-                Ok(()) => Ok(batch.len()),
+                Ok(()) => {
+                    act.failing.success();
+                    Ok(batch.len())
+                }
                 Err(err) => {
-                    tracing::warn!(error = %err, keys = batch.len(), "writing last_used_at failed; will retry");
+                    tracing::debug!(error = %err, keys = batch.len(), "writing last_used_at failed; will retry");
+                    act.failing.failure(&err);
                     act.restore(batch);
                     Err(err.to_string())
                 }

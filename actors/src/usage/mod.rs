@@ -91,6 +91,8 @@ pub struct UsageRecorder {
     flush_every: Duration,
     max_pending_audit: usize,
     metrics: UsageMetrics,
+    /// Failed flushes (a store outage fails one a second): logged once, then a reminder a minute.
+    failing: hissaback_topics::lograte::LogRate,
 }
 
 /// What one flush wrote.
@@ -112,6 +114,7 @@ impl UsageRecorder {
             flush_every,
             max_pending_audit: max_pending_audit.max(1),
             metrics,
+            failing: hissaback_topics::lograte::LogRate::new("usage recorder: writing usage batches (will retry)").warn(),
         }
     }
 
@@ -216,10 +219,11 @@ impl UsageRecorder {
                     }
                 }
                 if errors.is_empty() {
+                    act.failing.success();
                     Ok(flushed)
                 } else {
                     let message = errors.join("; ");
-                    tracing::warn!(error = %message, "writing usage batches failed; will retry");
+                    act.failing.failure(&message);
                     Err(message)
                 }
             }),

@@ -24,9 +24,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct UserInput {
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255, message = "The user name field must not be greater than 255 characters."))]
+    #[schema(required = true)]
     pub name: String,
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), email(message = "The user email field must be a valid email address."), length(max = 255))]
+    #[schema(required = true)]
     pub email: String,
 }
 
@@ -38,9 +40,11 @@ fn yes() -> bool {
 pub struct CreateAffiliate {
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
+    #[schema(required = true)]
     pub name: String,
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), email(message = "The email field must be a valid email address."), length(max = 255))]
+    #[schema(required = true)]
     pub email: String,
     #[serde(default = "yes")]
     pub active: bool,

@@ -18,9 +18,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Audit rows of one affiliate and day.
 #[utoipa::path(get, path = "/admin/v1/audit", tag = "admin",
     params(
-        ("affiliate_id" = Option<u64>, Query, description = "affiliate; 0 (default): admin, postbacks, failed authentications"),
+        ("affiliate_id" = Option<u64>, Query, minimum = 0, description = "affiliate; 0 (default): admin, postbacks, failed authentications"),
         ("date" = Option<String>, Query, description = "UTC day, `YYYY-MM-DD`; default today"),
-        ("limit" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100"),
     ),
     responses((status = 200, description = "audit rows, newest first"), (status = 401), (status = 422)), security(("admin" = [])))]
 pub async fn audit(_admin: Admin, state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, crate::error::ApiError> {

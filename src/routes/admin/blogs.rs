@@ -33,6 +33,7 @@ pub struct UnpublishBlog {
     /// Why the blog is taken down; sent to the affiliate with `blog.unpublished`.
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 1000, message = "The reason field must not be greater than 1000 characters."))]
+    #[schema(required = true)]
     pub reason: String,
 }
 

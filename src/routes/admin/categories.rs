@@ -32,6 +32,7 @@ fn yes() -> bool {
 pub struct CreateCategory {
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
+    #[schema(required = true)]
     pub name: String,
     /// Lowercase letters, digits and single hyphens; unique among live categories.
     #[serde(default, deserialize_with = "json::opt_trimmed")]

@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct CreateNamed {
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255, message = "The name field must not be greater than 255 characters."))]
+    #[schema(required = true)]
     pub name: String,
 }
 
@@ -48,12 +49,15 @@ pub async fn create_brand(_admin: Admin, state: web::Data<AppState>, body: JsonB
 #[derive(Deserialize, Validate, ToSchema)]
 pub struct CreateOffer {
     #[validate(required(message = "The brand id field is required."))]
+    #[schema(value_type = u64, required = true)]
     pub brand_id: Option<u64>,
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 255))]
+    #[schema(required = true)]
     pub name: String,
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), length(max = 100))]
+    #[schema(required = true)]
     pub category: String,
     /// Percent of the sale the network pays.
     #[schema(value_type = f64)]
@@ -66,8 +70,10 @@ pub struct CreateOffer {
     /// The network's tracking URL with a `{click_id}` macro.
     #[serde(default, deserialize_with = "json::trimmed")]
     #[validate(custom(function = "required"), url(message = "The tracking url field must be a valid URL."), length(max = 2048))]
+    #[schema(required = true)]
     pub tracking_url: String,
-    /// USD (default), GBP, EUR, INR or BGN.
+    /// USD (default), GBP, EUR, INR or BGN (case-insensitive).
+    #[schema(value_type = Option<crate::routes::openapi::schemas::Currency>)]
     pub currency: Option<String>,
 }
 
