@@ -227,7 +227,7 @@ async fn real(sustain: Duration) -> Real {
     drop(svc);
 
     // Raw CQL: the rows a booked conversion has, inserted through the store's statements.
-    let settings = hissaback::configuration::ScyllaSettings { nodes: vec!["127.0.0.1:9042".into()], keyspace, replication_factor: 1, id_block_size: 100 };
+    let settings = hissaback::configuration::ScyllaSettings { nodes: vec!["127.0.0.1:9042".into()], keyspace, replication_factor: 1, id_block_size: 100, ..Default::default() };
     let store: Arc<dyn hissaback::store::Store> = Arc::new(hissaback::store::scylla::ScyllaStore::open(&settings).await.unwrap());
     let raw_cql = raw_inserts(store, id).await;
     Real { raw_producer, accepted, refused, ledger, max_lag, raw_cql }

@@ -102,6 +102,7 @@ pub const ENV_SETTINGS: &[EnvSetting] = &[
     EnvSetting { var: "HISSABACK_SERVER__WORKERS", field: "server.workers", default: "0", example: "1" },
     EnvSetting { var: "HISSABACK_SERVER__BODY_LIMIT_BYTES", field: "server.body_limit_bytes", default: "1048576", example: "1048577" },
     EnvSetting { var: "HISSABACK_SERVER__SHUTDOWN_TIMEOUT_SECONDS", field: "server.shutdown_timeout_seconds", default: "30", example: "31" },
+    EnvSetting { var: "HISSABACK_SERVER__BACKGROUND_NICE", field: "server.background_nice", default: "10", example: "5" },
     EnvSetting { var: "HISSABACK_SHUTDOWN_DRAIN_MS", field: "server.shutdown_drain_ms", default: "0", example: "1500" },
     EnvSetting { var: "HISSABACK_METRICS_LISTEN", field: "server.metrics_listen", default: "(unset)", example: "127.0.0.1:9109" },
     EnvSetting { var: "HISSABACK_SERVER__INSTANCE_ID", field: "server.instance_id", default: "local", example: "node-2" },
@@ -113,6 +114,13 @@ pub const ENV_SETTINGS: &[EnvSetting] = &[
     EnvSetting { var: "HISSABACK_SCYLLA_KEYSPACE", field: "store.scylla.keyspace", default: "hissaback", example: "hissaback_prod" },
     EnvSetting { var: "HISSABACK_STORE__SCYLLA__REPLICATION_FACTOR", field: "store.scylla.replication_factor", default: "1", example: "2" },
     EnvSetting { var: "HISSABACK_STORE__SCYLLA__ID_BLOCK_SIZE", field: "store.scylla.id_block_size", default: "10", example: "11" },
+    EnvSetting { var: "HISSABACK_STORE__SCYLLA__USERNAME", field: "store.scylla.username", default: "unset", example: "hissaback" },
+    EnvSetting { var: "HISSABACK_STORE__SCYLLA__TLS", field: "store.scylla.tls", default: "false", example: "true" },
+    EnvSetting { var: "HISSABACK_STORE__SCYLLA__TLS_CA_FILE", field: "store.scylla.tls_ca_file", default: "unset", example: "/dev/null" },
+    EnvSetting { var: "HISSABACK_STORE__SCYLLA__TLS_CERT_FILE", field: "store.scylla.tls_cert_file", default: "unset", example: "/dev/zero" },
+    EnvSetting { var: "HISSABACK_STORE__SCYLLA__TLS_KEY_FILE", field: "store.scylla.tls_key_file", default: "unset", example: "/dev/zero" },
+    EnvSetting { var: "HISSABACK_STORE__SCYLLA__TLS_SERVER_NAME", field: "store.scylla.tls_server_name", default: "unset", example: "*.scylla.example.test" },
+    EnvSetting { var: "HISSABACK_STORE__SCYLLA__TLS_VERIFY_HOSTNAME", field: "store.scylla.tls_verify_hostname", default: "true", example: "false" },
     EnvSetting { var: "HISSABACK_EVENTS_BACKEND", field: "events.backend", default: "embedded", example: "kafka" },
     EnvSetting { var: "HISSABACK_EVENTS__EMBEDDED_PARTITIONS", field: "events.embedded_partitions", default: "4", example: "5" },
     EnvSetting { var: "HISSABACK_EVENTS__BATCH_MAX", field: "events.batch_max", default: "500", example: "501" },
@@ -126,6 +134,17 @@ pub const ENV_SETTINGS: &[EnvSetting] = &[
     EnvSetting { var: "HISSABACK_KAFKA_TOPIC_PREFIX", field: "events.kafka.topic_prefix", default: "hissaback.", example: "prod." },
     EnvSetting { var: "HISSABACK_EVENTS__KAFKA__PARTITIONS", field: "events.kafka.partitions", default: "3", example: "4" },
     EnvSetting { var: "HISSABACK_EVENTS__KAFKA__REPLICATION_FACTOR", field: "events.kafka.replication_factor", default: "1", example: "2" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SECURITY_PROTOCOL", field: "events.kafka.security_protocol", default: "plaintext", example: "ssl" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SSL_CA_LOCATION", field: "events.kafka.ssl_ca_location", default: "unset", example: "/dev/null" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SSL_CERTIFICATE_LOCATION", field: "events.kafka.ssl_certificate_location", default: "unset", example: "/dev/zero" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SSL_KEY_LOCATION", field: "events.kafka.ssl_key_location", default: "unset", example: "/dev/zero" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SSL_KEY_PASSWORD", field: "events.kafka.ssl_key_password", default: "unset", example: "a-key-passphrase" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SSL_ENDPOINT_IDENTIFICATION", field: "events.kafka.ssl_endpoint_identification", default: "unset", example: "none" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SASL_MECHANISM", field: "events.kafka.sasl_mechanism", default: "unset", example: "SCRAM-SHA-512" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SASL_USERNAME", field: "events.kafka.sasl_username", default: "unset", example: "hissaback" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SASL_PASSWORD", field: "events.kafka.sasl_password", default: "unset", example: "a-sasl-password" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__SASL_PASSWORD_FILE", field: "events.kafka.sasl_password_file", default: "unset", example: "/dev/null" },
+    EnvSetting { var: "HISSABACK_EVENTS__KAFKA__CLIENT", field: "events.kafka.client", default: "empty", example: "client.id=hissaback-eu" },
     EnvSetting { var: "HISSABACK_AUTH__LAST_USED_FLUSH_MS", field: "auth.last_used_flush_ms", default: "1000", example: "1001" },
     EnvSetting { var: "HISSABACK_AUTH_FAILURES_PER_MINUTE", field: "auth.failures_per_minute", default: "30", example: "31" },
     EnvSetting { var: "HISSABACK_AUTH__ROTATION_GRACE_SECONDS", field: "auth.rotation_grace_seconds", default: "86400", example: "86401" },
@@ -257,7 +276,18 @@ pub fn main() -> anyhow::Result<()> {
         Err(e) if checking => return Err(anyhow::Error::new(e).context(CheckDidNotRun)),
         Err(e) => return Err(e.into()),
     };
-    actix_web::rt::System::new().block_on(async move {
+    // The system arbiter's blocking threads (the store and log calls of consumers and
+    // recorders) start at the background priority; the arbiter's own thread is lowered once
+    // the HTTP workers have started (`Application::run_until_stopped`).
+    let nice = i32::from(settings.server.background_nice);
+    let system = actix_web::rt::System::with_tokio_rt(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(move || crate::priority::lower_current_thread(nice))
+            .build()
+            .expect("the system runtime starts")
+    });
+    system.block_on(async move {
         match cli.command {
             Command::Serve => serve(settings).await,
             Command::Demo => demo::run(settings).await,
@@ -422,6 +452,19 @@ mod tests {
     fn companions(var: &str) -> &'static [(&'static str, &'static str)] {
         match var {
             "HISSABACK_PAYOUTS__PROVIDER" => &[("HISSABACK_PAYOUTS__HTTP_URL", "https://payouts.example.test/pay")],
+            // A role needs a password (the variable itself gives the baseline one); SASL settings
+            // need a SASL protocol, a mechanism and credentials (the password may come as a
+            // `client` property, so that the password variables start from none).
+            "HISSABACK_STORE__SCYLLA__USERNAME" => &[("HISSABACK_STORE__SCYLLA__USERNAME", "baseline"), ("HISSABACK_STORE__SCYLLA__PASSWORD", "a-scylla-password")],
+            // A client certificate goes with its key.
+            "HISSABACK_STORE__SCYLLA__TLS_CERT_FILE" | "HISSABACK_STORE__SCYLLA__TLS_KEY_FILE" => &[("HISSABACK_STORE__SCYLLA__TLS_CERT_FILE", "/dev/null"), ("HISSABACK_STORE__SCYLLA__TLS_KEY_FILE", "/dev/null")],
+            "HISSABACK_EVENTS__KAFKA__SSL_CERTIFICATE_LOCATION" | "HISSABACK_EVENTS__KAFKA__SSL_KEY_LOCATION" => &[("HISSABACK_EVENTS__KAFKA__SSL_CERTIFICATE_LOCATION", "/dev/null"), ("HISSABACK_EVENTS__KAFKA__SSL_KEY_LOCATION", "/dev/null")],
+            "HISSABACK_EVENTS__KAFKA__SASL_MECHANISM" | "HISSABACK_EVENTS__KAFKA__SASL_USERNAME" | "HISSABACK_EVENTS__KAFKA__SASL_PASSWORD" | "HISSABACK_EVENTS__KAFKA__SASL_PASSWORD_FILE" => &[
+                ("HISSABACK_EVENTS__KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+                ("HISSABACK_EVENTS__KAFKA__SASL_MECHANISM", "PLAIN"),
+                ("HISSABACK_EVENTS__KAFKA__SASL_USERNAME", "baseline"),
+                ("HISSABACK_EVENTS__KAFKA__CLIENT", "sasl.password=baseline"),
+            ],
             _ => &[],
         }
     }

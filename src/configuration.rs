@@ -223,6 +223,10 @@ pub struct ServerSettings {
     /// within `shutdown_timeout_seconds`). A few seconds in production behind a balancer.
     #[serde(default)]
     pub shutdown_drain_ms: u64,
+    /// The nice value (0 to 19) of the background threads: consumers, recorders, sweeps and
+    /// webhook dispatch (see `crate::priority`); 0 keeps them at the HTTP workers' priority.
+    #[serde(default)]
+    pub background_nice: u8,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -265,6 +269,117 @@ pub struct ScyllaSettings {
     pub replication_factor: u32,
     /// Ids reserved per lightweight transaction on an id sequence.
     pub id_block_size: u32,
+    /// Password authentication (`PasswordAuthenticator`): the role, with `password` or
+    /// `password_file` (`HISSABACK_STORE__SCYLLA__USERNAME`). Unset: no authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The role's password (`HISSABACK_STORE__SCYLLA__PASSWORD`).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// A file holding the password (e.g. a mounted secret), instead of `password`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// TLS to every node (`HISSABACK_STORE__SCYLLA__TLS`). The node's certificate must chain to
+    /// `tls_ca_file` (unset: the system's CAs) and name the node's IP address, or
+    /// `tls_server_name` when set.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA(s) the nodes' certificates chain to.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// This client's certificate chain and private key (PEM), for clusters requiring mutual TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// The name the nodes' certificates carry (a DNS name, `*.` wildcards allowed), when they do
+    /// not name the nodes' IP addresses.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// `false`: the certificate chain is verified, the name it carries is not (development only).
+    #[serde(default = "yes")]
+    pub tls_verify_hostname: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The compiled-in defaults (`configuration/defaults.toml`): one local node, no
+/// authentication, no TLS. For code building settings by hand (`..Default::default()`).
+impl Default for ScyllaSettings {
+    fn default() -> Self {
+        Self {
+            nodes: vec!["127.0.0.1:9042".into()],
+            keyspace: "hissaback".into(),
+            replication_factor: 1,
+            id_block_size: 10,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_server_name: None,
+            tls_verify_hostname: true,
+        }
+    }
+}
+
+impl ScyllaSettings {
+    /// The configured role and its password (read from `password_file` when that is set).
+    pub fn credentials(&self) -> Result<Option<(String, SecretString)>, ConfigError> {
+        let Some(user) = self.username.clone() else { return Ok(None) };
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(file)) => read_secret_file("store.scylla.password_file", file)?,
+            (None, None) => return Err(ConfigError::Invalid("store.scylla.username needs password or password_file".into())),
+        };
+        Ok(Some((user, password)))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        match (&self.username, &self.password, &self.password_file) {
+            (_, Some(_), Some(_)) => return invalid("store.scylla.password and store.scylla.password_file are both set; set one"),
+            (Some(_), None, None) => return invalid("store.scylla.username needs store.scylla.password or store.scylla.password_file"),
+            (None, Some(_), _) | (None, _, Some(_)) => return invalid("store.scylla.password needs store.scylla.username"),
+            _ => {}
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return invalid("store.scylla.tls_cert_file and store.scylla.tls_key_file go together");
+        }
+        for (name, file) in [
+            ("store.scylla.password_file", &self.password_file),
+            ("store.scylla.tls_ca_file", &self.tls_ca_file),
+            ("store.scylla.tls_cert_file", &self.tls_cert_file),
+            ("store.scylla.tls_key_file", &self.tls_key_file),
+        ] {
+            file_exists(name, file.as_deref())?;
+        }
+        if self.tls_server_name.as_deref().is_some_and(|n| n.is_empty() || n.contains(char::is_whitespace)) {
+            return invalid("store.scylla.tls_server_name must be a host name");
+        }
+        Ok(())
+    }
+}
+
+/// A secret kept in a file (a mounted secret): its content without the final line break.
+fn read_secret_file(name: &str, file: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid(format!("{name}: reading {}: {e}", file.display())))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid(format!("{name}: {} is empty", file.display())));
+    }
+    Ok(SecretString::from(secret.to_string()))
+}
+
+fn file_exists(name: &str, file: Option<&Path>) -> Result<(), ConfigError> {
+    match file {
+        Some(f) if !f.exists() || f.is_dir() => Err(ConfigError::Invalid(format!("{name}: no file {}", f.display()))),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -304,7 +419,7 @@ pub struct EventsSettings {
     pub kafka: KafkaSettings,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers (`HISSABACK_KAFKA_BROKERS`).
@@ -315,6 +430,177 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor `hissaback migrate` creates each topic with.
     pub replication_factor: i32,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl` (`HISSABACK_EVENTS__KAFKA__SECURITY_PROTOCOL`).
+    #[serde(default)]
+    pub security_protocol: KafkaSecurityProtocol,
+    /// PEM file of the CA(s) the brokers' certificates chain to; unset with TLS: the system's CAs.
+    #[serde(default)]
+    pub ssl_ca_location: Option<PathBuf>,
+    /// This client's certificate and private key (PEM), for brokers requiring mutual TLS.
+    #[serde(default)]
+    pub ssl_certificate_location: Option<PathBuf>,
+    #[serde(default)]
+    pub ssl_key_location: Option<PathBuf>,
+    /// The private key's passphrase.
+    #[serde(default)]
+    pub ssl_key_password: Option<SecretString>,
+    /// `https` (the brokers' certificates must name them; librdkafka's default) or `none`.
+    #[serde(default)]
+    pub ssl_endpoint_identification: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; required by the `sasl_*` protocols.
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    #[serde(default)]
+    pub sasl_password: Option<SecretString>,
+    /// A file holding the SASL password (e.g. a mounted secret), instead of `sasl_password`.
+    #[serde(default)]
+    pub sasl_password_file: Option<PathBuf>,
+    /// Further librdkafka properties, set on every client last (`"client.id" = "..."`;
+    /// in the environment `{"client.id"="a", "socket.timeout.ms"="30000"}` or `client.id=a,...`).
+    #[serde(default, deserialize_with = "map_or_comma_separated")]
+    pub client: std::collections::BTreeMap<String, String>,
+}
+
+/// Passwords (and secret `client` properties) redacted.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("security_protocol", &self.security_protocol)
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("ssl_certificate_location", &self.ssl_certificate_location)
+            .field("ssl_key_location", &self.ssl_key_location)
+            .field("ssl_key_password", &self.ssl_key_password)
+            .field("ssl_endpoint_identification", &self.ssl_endpoint_identification)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password)
+            .field("sasl_password_file", &self.sasl_password_file)
+            .field("client", &hissaback_topics::bus::kafka::redacted(&self.client))
+            .finish()
+    }
+}
+
+/// `events.kafka.security_protocol`, librdkafka's `security.protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaSecurityProtocol {
+    #[default]
+    #[serde(alias = "PLAINTEXT")]
+    Plaintext,
+    #[serde(alias = "SSL")]
+    Ssl,
+    #[serde(alias = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(alias = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl KafkaSecurityProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn is_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+impl KafkaSettings {
+    /// What every Kafka client is configured with: the security settings, with the SASL
+    /// password read from `sasl_password_file` when that is set.
+    pub fn security(&self) -> Result<hissaback_topics::bus::kafka::KafkaSecurity, ConfigError> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let sasl_password = match (&self.sasl_password, &self.sasl_password_file) {
+            (Some(p), _) => Some(p.expose_secret().to_string()),
+            (None, Some(file)) => Some(read_secret_file("events.kafka.sasl_password_file", file)?.expose_secret().to_string()),
+            (None, None) => None,
+        };
+        Ok(hissaback_topics::bus::kafka::KafkaSecurity {
+            security_protocol: (self.security_protocol != KafkaSecurityProtocol::Plaintext).then(|| self.security_protocol.as_str().to_string()),
+            ssl_ca_location: path(&self.ssl_ca_location),
+            ssl_certificate_location: path(&self.ssl_certificate_location),
+            ssl_key_location: path(&self.ssl_key_location),
+            ssl_key_password: self.ssl_key_password.as_ref().map(|p| p.expose_secret().to_string()),
+            ssl_endpoint_identification: self.ssl_endpoint_identification.clone(),
+            sasl_mechanism: self.sasl_mechanism.as_ref().map(|m| m.to_ascii_uppercase()),
+            sasl_username: self.sasl_username.clone(),
+            sasl_password,
+            client: self.client.clone(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        let sasl_set = self.sasl_mechanism.is_some() || self.sasl_username.is_some() || self.sasl_password.is_some() || self.sasl_password_file.is_some();
+        if self.security_protocol.is_sasl() {
+            // The password may also come as a free-form `sasl.password` property.
+            let password = self.sasl_password.is_some() || self.sasl_password_file.is_some() || self.client.contains_key("sasl.password");
+            if self.sasl_username.as_deref().is_none_or(str::is_empty) || !password {
+                return invalid("events.kafka.security_protocol sasl_* needs sasl_username and sasl_password (or sasl_password_file)");
+            }
+            match self.sasl_mechanism.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                Some("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => {}
+                _ => return invalid("events.kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+            }
+        } else if sasl_set {
+            return invalid("events.kafka.sasl_* settings need security_protocol sasl_ssl (or sasl_plaintext)");
+        }
+        if self.sasl_password.is_some() && self.sasl_password_file.is_some() {
+            return invalid("events.kafka.sasl_password and events.kafka.sasl_password_file are both set; set one");
+        }
+        if let Some(e) = self.ssl_endpoint_identification.as_deref() {
+            if e != "https" && e != "none" {
+                return invalid("events.kafka.ssl_endpoint_identification must be https or none");
+            }
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
+            return invalid("events.kafka.ssl_certificate_location and ssl_key_location go together");
+        }
+        for (name, file) in [
+            ("events.kafka.ssl_ca_location", &self.ssl_ca_location),
+            ("events.kafka.ssl_certificate_location", &self.ssl_certificate_location),
+            ("events.kafka.ssl_key_location", &self.ssl_key_location),
+            ("events.kafka.sasl_password_file", &self.sasl_password_file),
+        ] {
+            file_exists(name, file.as_deref())?;
+        }
+        if self.client.keys().any(|k| k.is_empty() || k == "bootstrap.servers") {
+            return invalid("events.kafka.client: property names must not be empty, and the brokers are set by events.kafka.brokers");
+        }
+        Ok(())
+    }
+}
+
+fn map_or_comma_separated<'de, D: Deserializer<'de>>(d: D) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Map(std::collections::BTreeMap<String, String>),
+        One(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Map(m) => Ok(m),
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+                None => Err(serde::de::Error::custom(format!("`{p}` is not name=value"))),
+            })
+            .collect(),
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -439,6 +725,9 @@ impl Settings {
                 return invalid("server.metrics_listen must differ from server.listen");
             }
         }
+        if self.server.background_nice > 19 {
+            return invalid("server.background_nice must be 0 to 19");
+        }
         if self.server.shutdown_drain_ms > 600_000 {
             return invalid("server.shutdown_drain_ms must be at most 600000 (10 minutes)");
         }
@@ -510,6 +799,8 @@ impl Settings {
         if self.store.scylla.nodes.is_empty() {
             return invalid("store.scylla.nodes must name at least one node");
         }
+        self.store.scylla.validate()?;
+        self.events.kafka.validate()?;
         Ok(())
     }
 }
@@ -591,6 +882,115 @@ mod tests {
             assert_eq!(s.secrets.key.unwrap().expose_secret().len(), 32);
             jail.set_env("HISSABACK_SECRETS__KEY_FILE", "/run/secrets/hissaback");
             assert!(Settings::load(None).unwrap_err().to_string().contains("both set"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kafka_tls_and_sasl_settings_reach_the_client_and_passwords_stay_hidden() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.events.kafka.security_protocol, KafkaSecurityProtocol::Plaintext);
+            assert_eq!(s.events.kafka.security().unwrap(), hissaback_topics::bus::kafka::KafkaSecurity::default());
+            jail.create_file("ca.pem", "not parsed here")?;
+            jail.create_file("kafka-password", "from-a-file\n")?;
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SSL_CA_LOCATION", "ca.pem");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SASL_MECHANISM", "scram-sha-512");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SASL_USERNAME", "hb");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SASL_PASSWORD_FILE", "kafka-password");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__CLIENT", "client.id=hb-eu, socket.keepalive.enable=true");
+            let s = Settings::load(None).unwrap();
+            let security = s.events.kafka.security().unwrap();
+            assert_eq!(security.security_protocol.as_deref(), Some("sasl_ssl"));
+            assert_eq!(security.sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+            assert_eq!(security.sasl_password.as_deref(), Some("from-a-file"));
+            assert_eq!(security.ssl_ca_location.as_deref(), Some("ca.pem"));
+            assert_eq!(security.client.get("client.id").map(String::as_str), Some("hb-eu"));
+            assert_eq!(security.client.get("socket.keepalive.enable").map(String::as_str), Some("true"));
+            let config = hissaback_topics::bus::kafka::client_config(&s.events.kafka.brokers, &security);
+            assert_eq!(config.get("sasl.password"), Some("from-a-file"));
+            assert!(!format!("{security:?}").contains("from-a-file"));
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SASL_PASSWORD", "inline-secret");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("both set"));
+            jail.clear_env();
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SECURITY_PROTOCOL", "sasl_ssl");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SASL_MECHANISM", "PLAIN");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SASL_USERNAME", "hb");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SASL_PASSWORD", "inline-secret");
+            jail.set_env("HISSABACK_EVENTS__KAFKA__SSL_KEY_PASSWORD", "key-secret");
+            let s = Settings::load(None).unwrap();
+            let shown = format!("{s:?} {:?}", s.events.kafka.security().unwrap());
+            assert!(!shown.contains("inline-secret") && !shown.contains("key-secret"), "{shown}");
+            assert_eq!(s.events.kafka.security().unwrap().sasl_password.as_deref(), Some("inline-secret"));
+            // The free-form properties from a file, as a table.
+            jail.create_file("hissaback.toml", "[events.kafka.client]\n\"client.id\" = \"from-toml\"\n")?;
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.events.kafka.client.get("client.id").map(String::as_str), Some("from-toml"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn inconsistent_kafka_security_settings_are_refused_with_the_reason() {
+        for (vars, reason) in [
+            (&[("SASL_USERNAME", "hb"), ("SASL_PASSWORD", "p")][..], "need security_protocol sasl_ssl"),
+            (&[("SECURITY_PROTOCOL", "sasl_ssl"), ("SASL_USERNAME", "hb"), ("SASL_PASSWORD", "p")][..], "sasl_mechanism must be"),
+            (&[("SECURITY_PROTOCOL", "sasl_plaintext"), ("SASL_MECHANISM", "PLAIN")][..], "needs sasl_username and sasl_password"),
+            (&[("SECURITY_PROTOCOL", "ssl"), ("SSL_CA_LOCATION", "/nonexistent/ca.pem")][..], "events.kafka.ssl_ca_location: no file /nonexistent/ca.pem"),
+            (&[("SECURITY_PROTOCOL", "ssl"), ("SSL_ENDPOINT_IDENTIFICATION", "maybe")][..], "https or none"),
+            (&[("SECURITY_PROTOCOL", "ssl"), ("SSL_CERTIFICATE_LOCATION", "/dev/null")][..], "go together"),
+            (&[("SECURITY_PROTOCOL", "tls")][..], "security_protocol"),
+            (&[("CLIENT", "client.id")][..], "not name=value"),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                for (k, v) in vars {
+                    jail.set_env(format!("HISSABACK_EVENTS__KAFKA__{k}"), v);
+                }
+                let e = Settings::load(None).expect_err("refused").to_string();
+                assert!(e.to_lowercase().contains(&reason.to_lowercase()), "{vars:?}: {e}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn scylla_credentials_and_tls_settings_are_read_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).unwrap();
+            assert!(!s.store.scylla.tls && s.store.scylla.tls_verify_hostname);
+            assert!(s.store.scylla.credentials().unwrap().is_none());
+            jail.create_file("scylla-password", "file-secret\n")?;
+            jail.create_file("ca.pem", "not parsed here")?;
+            jail.set_env("HISSABACK_STORE__SCYLLA__USERNAME", "hb");
+            jail.set_env("HISSABACK_STORE__SCYLLA__PASSWORD_FILE", "scylla-password");
+            jail.set_env("HISSABACK_STORE__SCYLLA__TLS", "true");
+            jail.set_env("HISSABACK_STORE__SCYLLA__TLS_CA_FILE", "ca.pem");
+            jail.set_env("HISSABACK_STORE__SCYLLA__TLS_SERVER_NAME", "*.db.example.test");
+            let s = Settings::load(None).unwrap();
+            let (user, password) = s.store.scylla.credentials().unwrap().unwrap();
+            assert_eq!((user.as_str(), password.expose_secret()), ("hb", "file-secret"));
+            assert!(s.store.scylla.tls);
+            assert_eq!(s.store.scylla.tls_ca_file.as_deref(), Some(Path::new("ca.pem")));
+            assert!(!format!("{s:?}").contains("file-secret"));
+            jail.set_env("HISSABACK_STORE__SCYLLA__PASSWORD", "inline-secret");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("both set"));
+            jail.clear_env();
+            jail.set_env("HISSABACK_STORE__SCYLLA__USERNAME", "hb");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("store.scylla.username needs"), "{e}");
+            jail.set_env("HISSABACK_STORE__SCYLLA__PASSWORD", "inline-secret");
+            let s = Settings::load(None).unwrap();
+            assert!(!format!("{s:?}").contains("inline-secret"));
+            jail.set_env("HISSABACK_STORE__SCYLLA__TLS_CA_FILE", "/nonexistent/ca.pem");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("store.scylla.tls_ca_file: no file /nonexistent/ca.pem"), "{e}");
+            jail.clear_env();
+            jail.set_env("HISSABACK_STORE__SCYLLA__PASSWORD", "inline-secret");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("needs store.scylla.username"));
+            jail.clear_env();
+            jail.set_env("HISSABACK_STORE__SCYLLA__TLS_KEY_FILE", "ca.pem");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("go together"));
             Ok(())
         });
     }

@@ -82,7 +82,7 @@ fn open_backend(settings: &Settings) -> anyhow::Result<SharedBus> {
         ),
         EventsBackend::Kafka => {
             let k = &settings.events.kafka;
-            Arc::new(KafkaBus::new(&k.brokers, &k.topic_prefix).context("creating the Kafka producer")?)
+            Arc::new(KafkaBus::with_security(&k.brokers, &k.topic_prefix, k.security()?).context("creating the Kafka producer")?)
         }
     })
 }
@@ -91,7 +91,7 @@ fn open_backend(settings: &Settings) -> anyhow::Result<SharedBus> {
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     if settings.events.backend == EventsBackend::Kafka {
         let k = &settings.events.kafka;
-        let bus = KafkaBus::new(&k.brokers, &k.topic_prefix)?;
+        let bus = KafkaBus::with_security(&k.brokers, &k.topic_prefix, k.security()?)?;
         bus.create_topics(&Topic::all_with_dead_letters(), k.partitions, k.replication_factor)
             .await
             .with_context(|| format!("creating Kafka topics on {}", k.brokers))?;

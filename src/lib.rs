@@ -35,6 +35,7 @@ pub mod extract;
 pub mod json;
 pub mod metrics;
 pub mod partner;
+pub mod priority;
 pub mod routes;
 pub mod secrets;
 pub mod startup;

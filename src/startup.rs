@@ -55,6 +55,8 @@ pub struct Application {
     /// Set at SIGTERM: `/readyz` answers 503 during the drain delay.
     draining: web::Data<routes::health::Draining>,
     drain: Duration,
+    /// `server.background_nice`, when set.
+    background_nice: Option<i32>,
     state: web::Data<AppState>,
     key_usage: KeyUsage,
     usage: Usage,
@@ -334,7 +336,8 @@ impl Application {
             None => None,
         };
         let drain = Duration::from_millis(settings.server.shutdown_drain_ms);
-        Ok(Self { port: local.port(), server: server.run(), metrics_server, draining, drain, state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), credential_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _click_sweeper: click_sweeper, _rate_limiter: rate_limiter })
+        let background_nice = Some(i32::from(settings.server.background_nice)).filter(|n| *n > 0);
+        Ok(Self { port: local.port(), server: server.run(), metrics_server, draining, drain, background_nice, state, key_usage, usage, _consumers: vec![catalogue_follower.recipient(), credential_follower.recipient(), webhook_intake.recipient(), webhook_fanout.recipient(), postback_processor.recipient(), ledger_writer.recipient(), payer.recipient()], _offer_sync: offer_sync, _click_sweeper: click_sweeper, _rate_limiter: rate_limiter })
     }
 
     pub fn port(&self) -> u16 {
@@ -363,6 +366,13 @@ impl Application {
         // A server serves only while polled: the metrics listener on a task of its own.
         let metrics = self.metrics_server.map(|(server, _)| (server.handle(), actix_web::rt::spawn(server)));
         let signals = actix_web::rt::spawn(stop_on_signals(main, self.draining.clone(), self.drain));
+        if let Some(nice) = self.background_nice {
+            // Runs once the listeners' first poll below has started their worker threads
+            // (they keep the default priority): from then on this thread (the system
+            // arbiter: consumers, recorders, sweepers, webhook dispatch) and the threads it
+            // starts yield the core to the HTTP workers.
+            actix_web::rt::spawn(async move { crate::priority::lower_current_thread(nice) });
+        }
         let served = self.server.await;
         signals.abort();
         if let Some((handle, task)) = metrics {

@@ -109,14 +109,95 @@ fn driver_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError
     }
 }
 
+/// Longest a session may take to start: the driver bounds the TCP connect only, and a node
+/// that accepts but never answers (a wrong port, a TLS mismatch) would hold the start forever.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
+
 async fn connect(settings: &ScyllaSettings) -> anyhow::Result<Session> {
-    let session = SessionBuilder::new()
-        .known_nodes(&settings.nodes)
-        .connection_timeout(Duration::from_secs(5))
-        .build()
+    connect_within(settings, CONNECT_DEADLINE).await
+}
+
+async fn connect_within(settings: &ScyllaSettings, deadline: Duration) -> anyhow::Result<Session> {
+    let mut builder = SessionBuilder::new().known_nodes(&settings.nodes).connection_timeout(Duration::from_secs(5));
+    if let Some((user, password)) = settings.credentials()? {
+        use secrecy::ExposeSecret;
+        builder = builder.user(user, password.expose_secret());
+    }
+    if settings.tls {
+        builder = builder.tls_context(Some(tls_context(settings)?));
+    }
+    let tls = if settings.tls { " over TLS" } else { "" };
+    let session = tokio::time::timeout(deadline, builder.build())
         .await
-        .map_err(|e| anyhow::anyhow!("connecting to CQL nodes {:?}: {e}", settings.nodes))?;
+        .map_err(|_| anyhow::anyhow!("connecting to CQL nodes {:?}{tls}: no answer within {deadline:?} (is it the CQL port, with TLS on as the nodes expect?)", settings.nodes))?
+        .map_err(|e| anyhow::anyhow!("connecting to CQL nodes {:?}{tls}: {e}", settings.nodes))?;
     Ok(session)
+}
+
+/// Where distributions keep the system's CA bundle: the vendored OpenSSL's default paths are
+/// its own build prefix, not the system's.
+const SYSTEM_CA_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem"];
+
+/// OpenSSL's `X509_V_ERR_IP_ADDRESS_MISMATCH`: the driver verifies each node's certificate
+/// against the node's IP address.
+const IP_ADDRESS_MISMATCH: i32 = 64;
+
+/// The TLS context of every connection: the nodes' certificates must chain to the configured
+/// CA (or the system's) and name the node's IP address, or `tls_server_name`.
+fn tls_context(settings: &ScyllaSettings) -> anyhow::Result<scylla::client::session::TlsContext> {
+    use anyhow::Context;
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    match &settings.tls_ca_file {
+        Some(ca) => builder.set_ca_file(ca).with_context(|| format!("store.scylla.tls_ca_file: loading {}", ca.display()))?,
+        None => {
+            builder.set_default_verify_paths()?;
+            if let Some(bundle) = SYSTEM_CA_BUNDLES.iter().find(|p| std::path::Path::new(p).is_file()) {
+                builder.set_ca_file(bundle).with_context(|| format!("loading the system's CAs from {bundle}"))?;
+            }
+        }
+    }
+    if let (Some(cert), Some(key)) = (&settings.tls_cert_file, &settings.tls_key_file) {
+        builder.set_certificate_chain_file(cert).with_context(|| format!("store.scylla.tls_cert_file: loading {}", cert.display()))?;
+        builder.set_private_key_file(key, SslFiletype::PEM).with_context(|| format!("store.scylla.tls_key_file: loading {}", key.display()))?;
+        builder.check_private_key().context("store.scylla.tls_key_file does not match tls_cert_file")?;
+    }
+    let server_name = settings.tls_server_name.clone();
+    let verify_name = settings.tls_verify_hostname;
+    builder.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+        if ok {
+            return true;
+        }
+        // Only the name check of the node's own certificate may be answered otherwise.
+        if ctx.error().as_raw() != IP_ADDRESS_MISMATCH || ctx.error_depth() != 0 {
+            return false;
+        }
+        if !verify_name {
+            return true;
+        }
+        match (&server_name, ctx.current_cert()) {
+            (Some(name), Some(cert)) => certificate_names(cert, name),
+            _ => false,
+        }
+    });
+    Ok(builder.into())
+}
+
+/// Whether `cert` carries `name` among its DNS names (either side may be a `*.` wildcard).
+fn certificate_names(cert: &openssl::x509::X509Ref, name: &str) -> bool {
+    cert.subject_alt_names().is_some_and(|names| {
+        names.iter().filter_map(|n| n.dnsname()).any(|dns| dns_name_matches(dns, name) || dns_name_matches(name, dns))
+    })
+}
+
+/// `pattern` (`*.example.com` or a plain name) matches `host`, case-insensitively; a wildcard
+/// stands for exactly one label.
+fn dns_name_matches(pattern: &str, host: &str) -> bool {
+    let (pattern, host) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+    match pattern.strip_prefix("*.") {
+        Some(rest) => host.split_once('.').is_some_and(|(first, tail)| !first.is_empty() && first != "*" && tail == rest),
+        None => pattern == host,
+    }
 }
 
 /// Creates the keyspace (SimpleStrategy with the configured factor) and every table; safe to
@@ -1331,5 +1412,82 @@ impl ScyllaStore {
             self.write(&self.st.webhook_event_delete, (at, old.event.as_str(), id(new.id))).await?;
         }
         self.write(&self.st.webhook_event_put, (new.event.as_str(), id(new.id), to_json(new), at)).await
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    fn settings(nodes: Vec<String>) -> ScyllaSettings {
+        ScyllaSettings { nodes, ..ScyllaSettings::default() }
+    }
+
+    #[test]
+    fn wildcards_stand_for_one_label() {
+        assert!(dns_name_matches("*.db.example.com", "node-1.db.example.com"));
+        assert!(dns_name_matches("Node-1.DB.example.com", "node-1.db.example.com"));
+        assert!(!dns_name_matches("*.db.example.com", "a.node-1.db.example.com"));
+        assert!(!dns_name_matches("*.db.example.com", "db.example.com"));
+        assert!(!dns_name_matches("node-2.db.example.com", "node-1.db.example.com"));
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_a_clear_error() {
+        let mut s = settings(vec!["127.0.0.1:1".into()]);
+        s.tls = true;
+        assert!(tls_context(&s).is_ok(), "the system's CAs load");
+        s.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        let e = tls_context(&s).err().expect("refused").to_string();
+        assert!(e.contains("store.scylla.tls_ca_file") && e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    /// TLS towards a port that answers in plaintext (as a CQL port without TLS does) or not at
+    /// all fails within the connection timeout, saying it was TLS.
+    #[tokio::test]
+    async fn tls_against_a_plaintext_port_fails_fast_and_says_so() {
+        for answer in [true, false] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    if answer {
+                        use tokio::io::AsyncWriteExt;
+                        // A CQL v4 ERROR frame's start: not a TLS record.
+                        let _ = socket.write_all(&[0x84, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0x0a, 0, 2, b'n', b'o']).await;
+                    } else {
+                        held.push(socket);
+                    }
+                }
+            });
+            let mut s = settings(vec![addr.to_string()]);
+            s.tls = true;
+            let started = std::time::Instant::now();
+            let e = tokio::time::timeout(Duration::from_secs(30), connect_within(&s, Duration::from_secs(3)))
+                .await
+                .expect("connect gives up by itself")
+                .map(|_| ())
+                .expect_err("refused");
+            assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+            let e = format!("{e:#}");
+            assert!(e.contains("over TLS") && e.contains(&addr.to_string()), "{e}");
+            let reason = if answer { "wrong version number" } else { "no answer within 3s" };
+            assert!(e.contains(reason), "{e}");
+            server.abort();
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_the_password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let mut s = settings(vec!["127.0.0.1:1".into()]);
+        s.username = Some("hb".into());
+        s.password_file = Some(file);
+        let (user, password) = s.credentials().unwrap().unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!((user.as_str(), password.expose_secret()), ("hb", "s3cret"));
     }
 }

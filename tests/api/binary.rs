@@ -589,3 +589,59 @@ async fn a_bad_configuration_is_one_line_on_stderr_and_exit_code_1() {
     }
     assert!(!data.join("pepper").exists() && !data.join("secrets.key").exists(), "nothing created by a refused start");
 }
+
+/// Each thread of a process: (name, nice value), from `/proc/<pid>/task/*/stat` (field 19).
+fn thread_priorities(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the child's /proc") {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid ...`: the name may hold spaces, so split after its `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the name: state is field 3, nice field 19 (1-based in proc(5)).
+        if let Some(nice) = fields.get(19 - 3).and_then(|n| n.parse().ok()) {
+            out.push((name, nice));
+        }
+    }
+    out
+}
+
+/// `server.background_nice`: the HTTP workers keep the default priority, the system
+/// arbiter's thread (consumers, recorders, sweeps) and its blocking threads run niced, so on
+/// a saturated core requests go first. 0 turns it off.
+#[cfg(target_os = "linux")]
+#[actix_web::test]
+async fn background_threads_run_at_a_lower_priority_than_the_http_workers() {
+    for (nice, expected) in [("10", 10), ("0", 0)] {
+        let root = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut vars = serve_vars(&root.path().join("data"), port);
+        vars.push(("HISSABACK_SERVER__BACKGROUND_NICE", nice.to_string()));
+        vars.push(("HISSABACK_SERVER__WORKERS", "2".to_string()));
+        let mut proc = start(root.path(), "serve", &vars);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_healthy(&mut proc, &base).await;
+        // The main thread is lowered just after the listeners start: give it a moment.
+        let pid = proc.child.id();
+        let started = Instant::now();
+        let threads = loop {
+            let threads = thread_priorities(pid);
+            let main = threads.iter().find(|(name, _)| name == "hissaback").map(|(_, n)| *n);
+            if main == Some(expected) || started.elapsed() > Duration::from_secs(5) {
+                break threads;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        };
+        // The workers' threads are `actix-rt|system:0|arbiter:N` (the kernel keeps 15 bytes).
+        let workers: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("actix-rt|system")).collect();
+        assert_eq!(workers.len(), 2, "two HTTP workers: {threads:?}");
+        assert!(workers.iter().all(|(_, n)| *n == 0), "HTTP workers at the default priority: {threads:?}");
+        let main = threads.iter().find(|(name, _)| name == "hissaback");
+        assert_eq!(main.map(|(_, n)| *n), Some(expected), "the system arbiter's thread with background_nice={nice}: {threads:?}");
+        // The service still answers, and stops cleanly.
+        assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+        let (status, _) = proc.terminate().await;
+        assert!(status.success(), "{}", proc.logs());
+    }
+}

@@ -86,6 +86,7 @@ pub async fn scylla_settings() -> hissaback::configuration::ScyllaSettings {
         replication_factor: 1,
         // Dozens of test apps share the sequences; larger blocks mean fewer contended LWTs.
         id_block_size: 100,
+        ..Default::default()
     };
     let mut migrated = MIGRATED.lock().await;
     if !*migrated {

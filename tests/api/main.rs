@@ -31,5 +31,6 @@ mod lost_updates;
 mod input;
 mod secrets;
 mod openapi;
+mod client;
 mod cli;
 mod observability;

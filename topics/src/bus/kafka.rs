@@ -32,7 +32,111 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct KafkaBus {
     brokers: String,
     prefix: String,
+    security: KafkaSecurity,
     producer: FutureProducer,
+}
+
+/// How the clients reach the brokers: TLS, SASL and any other librdkafka property. Applied to
+/// every client the bus creates (producer, consumers, admin). Plain data: the caller resolves
+/// secrets kept in files. `Debug` never shows the passwords.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaSecurity {
+    /// `security.protocol`: `plaintext` (None), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: Option<String>,
+    /// `ssl.ca.location`: PEM file of the CA(s) the brokers' certificates chain to. Unset with
+    /// TLS on: the system's CA bundle (`probe`), as managed services with public CAs need.
+    pub ssl_ca_location: Option<String>,
+    /// `ssl.certificate.location`: this client's certificate (PEM), for mutual TLS.
+    pub ssl_certificate_location: Option<String>,
+    /// `ssl.key.location`: this client's private key (PEM), for mutual TLS.
+    pub ssl_key_location: Option<String>,
+    /// `ssl.key.password`: the private key's passphrase.
+    pub ssl_key_password: Option<String>,
+    /// `ssl.endpoint.identification.algorithm`: `https` (verify the broker's name, librdkafka's
+    /// default) or `none`.
+    pub ssl_endpoint_identification: Option<String>,
+    /// `sasl.mechanism`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<String>,
+    /// `sasl.username`.
+    pub sasl_username: Option<String>,
+    /// `sasl.password`.
+    pub sasl_password: Option<String>,
+    /// Further librdkafka properties (`ssl.cipher.suites`, `client.id`, ...), set last: they
+    /// override everything above and the bus's own tuning.
+    pub client: BTreeMap<String, String>,
+}
+
+/// librdkafka properties whose values are secrets: redacted wherever properties are shown.
+pub const SECRET_PROPERTIES: &[&str] = &["sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem", "sasl.oauthbearer.client.secret"];
+
+impl std::fmt::Debug for KafkaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        let client = redacted(&self.client);
+        f.debug_struct("KafkaSecurity")
+            .field("security_protocol", &self.security_protocol)
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("ssl_certificate_location", &self.ssl_certificate_location)
+            .field("ssl_key_location", &self.ssl_key_location)
+            .field("ssl_key_password", &redact(&self.ssl_key_password))
+            .field("ssl_endpoint_identification", &self.ssl_endpoint_identification)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &redact(&self.sasl_password))
+            .field("client", &client)
+            .finish()
+    }
+}
+
+/// `properties` with the values of [`SECRET_PROPERTIES`] replaced, for `Debug` output.
+pub fn redacted(properties: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), if SECRET_PROPERTIES.contains(&k.as_str()) { "[redacted]" } else { v.as_str() }))
+        .collect()
+}
+
+impl KafkaSecurity {
+    /// Whether the protocol encrypts (`ssl`, `sasl_ssl`).
+    pub fn uses_tls(&self) -> bool {
+        matches!(self.security_protocol.as_deref().map(str::to_ascii_lowercase).as_deref(), Some("ssl" | "sasl_ssl"))
+    }
+
+    /// Sets these properties on `config` (the free-form ones last).
+    pub fn apply(&self, config: &mut ClientConfig) {
+        let fields = [
+            ("security.protocol", &self.security_protocol),
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
+            ("ssl.key.password", &self.ssl_key_password),
+            ("ssl.endpoint.identification.algorithm", &self.ssl_endpoint_identification),
+            ("sasl.mechanism", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+            ("sasl.password", &self.sasl_password),
+        ];
+        for (key, value) in fields {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                config.set(key, v);
+            }
+        }
+        if self.uses_tls() && self.ssl_ca_location.as_deref().is_none_or(str::is_empty) {
+            // librdkafka's vendored OpenSSL does not know where this system keeps its CAs.
+            config.set("ssl.ca.location", "probe");
+        }
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+    }
+}
+
+/// A client configuration for `brokers` with `security` applied: the base of every client
+/// the bus creates, before the client's own tuning.
+pub fn client_config(brokers: &str, security: &KafkaSecurity) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    security.apply(&mut config);
+    config
 }
 
 fn kafka_error(e: KafkaError) -> BusError {
@@ -40,9 +144,22 @@ fn kafka_error(e: KafkaError) -> BusError {
 }
 
 impl KafkaBus {
-    /// A producer on `brokers`; topic names get `prefix` (e.g. `hissaback.`).
+    /// A producer on `brokers` (plaintext); topic names get `prefix` (e.g. `hissaback.`).
     pub fn new(brokers: &str, prefix: &str) -> Result<Self, BusError> {
-        let producer: FutureProducer = ClientConfig::new()
+        Self::with_security(brokers, prefix, KafkaSecurity::default())
+    }
+
+    /// As [`KafkaBus::new`], every client reaching the brokers as `security` says.
+    pub fn with_security(brokers: &str, prefix: &str, security: KafkaSecurity) -> Result<Self, BusError> {
+        let producer: FutureProducer = Self::producer_config(brokers, &security).create().map_err(kafka_error)?;
+        Ok(Self { brokers: brokers.to_string(), prefix: prefix.to_string(), security, producer })
+    }
+
+    /// The producer's configuration: `security` over the bus's tuning (whose `client`
+    /// properties may override it).
+    pub fn producer_config(brokers: &str, security: &KafkaSecurity) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -53,10 +170,26 @@ impl KafkaBus {
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "500000")
             .set("compression.type", "lz4")
-            .set("message.timeout.ms", "30000")
-            .create()
-            .map_err(kafka_error)?;
-        Ok(Self { brokers: brokers.to_string(), prefix: prefix.to_string(), producer })
+            .set("message.timeout.ms", "30000");
+        security.apply(&mut config);
+        config
+    }
+
+    /// A consumer's configuration in `group` (already prefixed).
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            // A fetch returns as soon as there is data, or after 10 ms: batches fill from
+            // what is there, not from waiting on the broker.
+            .set("fetch.wait.max.ms", "10");
+        self.security.apply(&mut config);
+        config
     }
 
     fn name(&self, topic: &str) -> String {
@@ -67,7 +200,7 @@ impl KafkaBus {
     /// `replication`; topics that exist already are left as they are.
     pub async fn create_topics(&self, topics: &[String], partitions: i32, replication: i32) -> Result<(), BusError> {
         let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().map_err(kafka_error)?;
+            client_config(&self.brokers, &self.security).create().map_err(kafka_error)?;
         let names: Vec<String> = topics.iter().map(|t| self.name(t)).collect();
         let new: Vec<NewTopic> = names
             .iter()
@@ -137,16 +270,8 @@ impl EventBus for KafkaBus {
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
-        let consumer: StreamConsumer<CommitOnRevoke> = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("{}{}", self.prefix, group))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            // A fetch returns as soon as there is data, or after 10 ms: batches fill from
-            // what is there, not from waiting on the broker.
-            .set("fetch.wait.max.ms", "10")
+        let consumer: StreamConsumer<CommitOnRevoke> = self
+            .consumer_config(&format!("{}{}", self.prefix, group))
             .create_with_context(CommitOnRevoke::default())
             .map_err(kafka_error)?;
         let name = self.name(topic);
@@ -368,5 +493,71 @@ impl Subscription for KafkaSubscription {
         })
         .await
         .map_err(|e| BusError::Other(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scram() -> KafkaSecurity {
+        KafkaSecurity {
+            security_protocol: Some("sasl_ssl".into()),
+            ssl_endpoint_identification: Some("none".into()),
+            sasl_mechanism: Some("SCRAM-SHA-256".into()),
+            sasl_username: Some("hb".into()),
+            sasl_password: Some("hunter2-secret".into()),
+            ssl_key_password: Some("key-secret".into()),
+            client: BTreeMap::from([("client.id".to_string(), "hissaback-test".to_string()), ("linger.ms".to_string(), "7".to_string())]),
+            ..KafkaSecurity::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_security_settings_reach_every_client_the_bus_creates() {
+        let security = scram();
+        let producer = KafkaBus::producer_config("127.0.0.1:1", &security);
+        let admin = client_config("127.0.0.1:1", &security);
+        // Creating the clients checks the properties (librdkafka refuses unknown ones and a
+        // protocol it was built without) and connects to nothing yet.
+        let bus = KafkaBus::with_security("127.0.0.1:1", "t.", security).unwrap();
+        let consumer = bus.consumer_config("t.group");
+        for config in [&producer, &admin, &consumer] {
+            assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:1"));
+            assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+            assert_eq!(config.get("sasl.username"), Some("hb"));
+            assert_eq!(config.get("sasl.password"), Some("hunter2-secret"));
+            assert_eq!(config.get("ssl.endpoint.identification.algorithm"), Some("none"));
+            assert_eq!(config.get("ssl.ca.location"), Some("probe"), "TLS without a CA file uses the system's CAs");
+            assert_eq!(config.get("client.id"), Some("hissaback-test"));
+        }
+        // The free-form properties come last: they override the bus's tuning.
+        assert_eq!(producer.get("linger.ms"), Some("7"));
+        assert_eq!(producer.get("acks"), Some("all"));
+        assert_eq!(consumer.get("group.id"), Some("t.group"));
+        let _: AdminClient<DefaultClientContext> = admin.create().unwrap();
+        let _: StreamConsumer<CommitOnRevoke> = consumer.create_with_context(CommitOnRevoke::default()).unwrap();
+    }
+
+    #[test]
+    fn plaintext_sets_nothing_and_a_ca_file_is_kept() {
+        let plain = client_config("b:9092", &KafkaSecurity::default());
+        assert_eq!(plain.get("security.protocol"), None);
+        assert_eq!(plain.get("ssl.ca.location"), None);
+        let tls = KafkaSecurity { security_protocol: Some("ssl".into()), ssl_ca_location: Some("/etc/ca.pem".into()), ..Default::default() };
+        assert_eq!(client_config("b:9092", &tls).get("ssl.ca.location"), Some("/etc/ca.pem"));
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let mut security = scram();
+        security.client.insert("ssl.keystore.password".into(), "store-secret".into());
+        let shown = format!("{security:?}");
+        for secret in ["hunter2-secret", "key-secret", "store-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("[redacted]") && shown.contains("\"hb\"") && shown.contains("hissaback-test"), "{shown}");
+        assert!(format!("{:?}", KafkaSecurity::default()).contains("sasl_password: None"));
     }
 }
