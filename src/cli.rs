@@ -102,7 +102,7 @@ pub const ENV_SETTINGS: &[EnvSetting] = &[
     EnvSetting { var: "HISSABACK_SERVER__WORKERS", field: "server.workers", default: "0", example: "1" },
     EnvSetting { var: "HISSABACK_SERVER__BODY_LIMIT_BYTES", field: "server.body_limit_bytes", default: "1048576", example: "1048577" },
     EnvSetting { var: "HISSABACK_SERVER__SHUTDOWN_TIMEOUT_SECONDS", field: "server.shutdown_timeout_seconds", default: "30", example: "31" },
-    EnvSetting { var: "HISSABACK_SERVER__BACKGROUND_NICE", field: "server.background_nice", default: "10", example: "5" },
+    EnvSetting { var: "HISSABACK_SERVER__BACKGROUND_NICE", field: "server.background_nice", default: "0", example: "5" },
     EnvSetting { var: "HISSABACK_SHUTDOWN_DRAIN_MS", field: "server.shutdown_drain_ms", default: "0", example: "1500" },
     EnvSetting { var: "HISSABACK_METRICS_LISTEN", field: "server.metrics_listen", default: "(unset)", example: "127.0.0.1:9109" },
     EnvSetting { var: "HISSABACK_SERVER__INSTANCE_ID", field: "server.instance_id", default: "local", example: "node-2" },
